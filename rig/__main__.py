@@ -1,0 +1,5 @@
+"""`python -m rig` is the `rig` command."""
+
+from rig.cli import run
+
+run()
