@@ -47,5 +47,14 @@ bench: setup
 	@echo "            nothing was run. Use 'make test' for the rig's own checks." >&2
 	@exit 1
 
+bench-parse: setup
+	$(BIN)/python tests/benchmarks/parse.py
+
+bench-uart: setup
+	$(BIN)/python tests/benchmarks/uart.py
+
+bench-matrix: setup
+	$(BIN)/python tests/benchmarks/matrix.py --bench $(BENCH)
+
 clean:
 	rm -rf build results .pytest_cache .mypy_cache .ruff_cache

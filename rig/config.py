@@ -103,6 +103,10 @@ class DutConfig(Model):
         r"image sha256[:=]\s*([0-9a-fA-F]{64})",
         description="regex whose group 1 is the running image's sha256 in the boot banner",
     )
+    mqtt_connected: Regex = Field(
+        r"MQTT CONNACK.*(accepted|rc=0)",
+        description="regex of the firmware's UART line that says the MQTT session is up",
+    )
 
 
 class ProgrammerConfig(Model):

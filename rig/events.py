@@ -1,0 +1,85 @@
+"""Every action is an event: one JSON line with monotonic and wall time.
+
+Drivers take an `EventLog` and `emit()` what they do (flash started, port lost, path selected…).
+The harness points the log at the current attempt's `events.jsonl` with `attach()`; listeners
+(the live display, the report) subscribe. Emitting never blocks on I/O errors silently: a file that
+cannot be written raises where the caller is.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened on the bench."""
+
+    kind: str
+    source: str
+    mono: float
+    wall: float
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.source, "mono": self.mono, "wall": self.wall, **self.fields}
+
+
+Listener = Callable[[Event], None]
+
+
+class EventLog:
+    """Thread-safe event sink: appends JSON lines to the attached file and tells listeners."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        self._listeners: list[Listener] = []
+        self.history: list[Event] = []
+        if path is not None:
+            self.attach(path)
+
+    def attach(self, path: Path | None) -> None:
+        """Write from now on to `path` (appending), or to no file with None."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = path.open("a", encoding="utf-8")
+            self.history = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` for every event; returns a function that unsubscribes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def emit(self, kind: str, source: str, **fields: Any) -> Event:
+        """Record that `source` did `kind` now, with details in `fields` (JSON-serialisable)."""
+        event = Event(kind, source, time.monotonic(), time.time(), fields)
+        with self._lock:
+            self.history.append(event)
+            if self._file is not None:
+                self._file.write(json.dumps(event.to_json(), default=str) + "\n")
+                self._file.flush()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(event)
+        return event
+
+    def close(self) -> None:
+        self.attach(None)
