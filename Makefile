@@ -31,8 +31,8 @@ system-deps:
 	@tools/ensure-system-packages $(SYSTEM_PACKAGES)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rig tests tests_hil conftest.py
-	$(BIN)/ruff format --check rig tests tests_hil conftest.py
+	$(BIN)/ruff check rig tests $(wildcard tests_hil) conftest.py
+	$(BIN)/ruff format --check rig tests $(wildcard tests_hil) conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy rig
