@@ -1,0 +1,56 @@
+"""An attempt's evidence as allure attachments (a no-op when pytest runs without `--alluredir`).
+
+What is attached, by file name in the attempt folder: the UART log (raw bytes, as text), the
+timestamped line stream, the diagnosis, the bench's events, the programmer's output, the pcap, the
+timeline chart and the diff against the passing attempt. Private keys never leave the bench: only
+these named files are attached, never a folder's whole content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import allure
+
+from rig.report import evidence as files
+
+# allure's `attach.file(source, name=None, attachment_type=None, extension=None)` has no annotations.
+_attach_file: Callable[..., Any] = allure.attach.file
+
+_ATTACHMENTS: tuple[tuple[str, str, str], ...] = (
+    # (file name, title, allure attachment type name)
+    (files.DIAGNOSIS, "diagnosis", "JSON"),
+    (files.DIFF_TEXT, "diff against the passing attempt", "TEXT"),
+    (files.TIMELINE, "handshake timeline", "PNG"),
+    (files.UART_RAW, "UART log", "TEXT"),
+    (files.UART_JSONL, "UART lines (timestamped)", "JSON"),
+    (files.EVENTS, "bench events", "JSON"),
+    (files.CAPTURE, "packet capture", "PCAP"),
+)
+
+
+def attach_attempt(folder: Path, attempt: int) -> list[str]:
+    """Attach the evidence files of one attempt that exist; returns the names attached."""
+    attached = []
+    for name, title, kind in _ATTACHMENTS:
+        target = folder / name
+        if target.is_file() and target.stat().st_size > 0:
+            _attach_file(
+                str(target),
+                name=f"attempt {attempt}: {title}",
+                attachment_type=getattr(allure.attachment_type, kind),
+            )
+            attached.append(name)
+    programmer = folder / files.PROGRAMMER_DIR
+    if programmer.is_dir():
+        for output in sorted(programmer.iterdir()):
+            if output.is_file() and output.suffix in (".txt", ".log", ".out", ".json"):
+                _attach_file(
+                    str(output),
+                    name=f"attempt {attempt}: programmer {output.name}",
+                    attachment_type=allure.attachment_type.TEXT,
+                )
+                attached.append(f"{files.PROGRAMMER_DIR}/{output.name}")
+    return attached

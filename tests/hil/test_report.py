@@ -1,0 +1,142 @@
+"""The report package: cells.jsonl durability, the matrix table, nightly pass rates, the gate, the chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from rig.report import AttemptRecord, RunFolder, Seconds, judge, matrix_table, read_cells, summarize
+from rig.report.timeline import TimelineSeries, plot_timeline
+
+
+def record(variant: str, path: str, outcome: str = "passed", **fields: object) -> AttemptRecord:
+    values: dict[str, object] = {"verdict": "completed", "attempt": 1, "repeat": 1}
+    values.update(fields)
+    return AttemptRecord(variant=variant, path=path, outcome=outcome, **values)  # type: ignore[arg-type]
+
+
+def render(table: object) -> str:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(table)
+    return console.export_text()
+
+
+def test_cells_jsonl_holds_one_line_per_attempt_with_the_documented_fields(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path, run_id="r1")
+    run.cells.append(record("tcp-rx-1024", "landline", seconds=Seconds(12.5, 1.25, 3.5), programmed=True))
+    lines = (tmp_path / "r1" / "cells.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    data = json.loads(lines[0])
+    for key in (
+        "variant",
+        "path",
+        "attempt",
+        "outcome",
+        "verdict",
+        "category",
+        "last_state",
+        "error",
+        "seconds",
+        "programmed",
+        "evidence",
+    ):
+        assert key in data
+    assert data["seconds"] == {"program": 12.5, "path": 1.25, "reset_to_verdict": 3.5}
+    assert (tmp_path / "latest").resolve() == (tmp_path / "r1").resolve()
+
+
+def test_a_torn_last_line_of_a_killed_run_is_ignored_and_the_rest_is_read(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path, run_id="r1")
+    run.cells.append(record("a", "landline"))
+    with run.cells.path.open("a") as file:
+        file.write('{"variant": "a", "path": "sat')
+    assert [r.variant for r in read_cells(run.cells.path)] == ["a"]
+
+
+def test_the_table_has_variants_as_rows_and_paths_as_columns_with_verdict_and_time() -> None:
+    records = [
+        record("tcp-rx-1024", "landline", seconds=Seconds(reset_to_verdict=2.4)),
+        record(
+            "tcp-rx-1024",
+            "satellite",
+            "xfailed",
+            verdict="stalled",
+            category="stall_want_read",
+            last_state="SERVER_CHANGE_CIPHER_SPEC",
+            seconds=Seconds(reset_to_verdict=14.0),
+        ),
+        record("mbedtls-in-4096", "landline", "error", verdict=None, error="UART lost"),
+    ]
+    text = render(matrix_table(records))
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") >= 3}
+    assert "completed 2.4s" in rows["tcp-rx-1024"]
+    assert "stalled at SERVER_CHANGE_CIPHER_SPEC 14.0s (expected)" in rows["tcp-rx-1024"]
+    assert "error: UART lost" in rows["mbedtls-in-4096"]
+    header = next(line for line in text.splitlines() if "variant" in line)
+    assert header.index("landline") < header.index("satellite")
+
+
+def test_nightly_summary_gives_pass_rate_and_flags_a_cell_that_went_both_ways() -> None:
+    records = [
+        record("v", "satellite", repeat=1),
+        record("v", "satellite", "failed", verdict="stalled", category="stall_want_read", repeat=2),
+        record("v", "satellite", repeat=3),
+        record("v", "landline", repeat=1),
+        record("v", "landline", "error", verdict=None, repeat=2, attempt=1),
+        record("v", "landline", repeat=2, attempt=2),
+    ]
+    summary = {s.path: s for s in summarize(records)}
+    assert summary["satellite"].pass_rate == 2 / 3
+    assert summary["satellite"].flaky
+    assert summary["landline"].pass_rate == 1.0  # the retry replaced the infrastructure error
+    assert not summary["landline"].flaky
+
+
+def test_gate_is_releasable_only_when_every_repeat_on_every_path_completed() -> None:
+    records = [record("fix", p, repeat=r) for p in ("landline", "satellite") for r in (1, 2)]
+    report = judge("fix", ["landline", "satellite"], 2, records, bench="sim", image_sha256="ab" * 32)
+    assert (report.verdict, report.exit_code) == ("releasable", 0)
+    assert report.paths["satellite"].completed == 2
+
+
+def test_gate_says_not_releasable_when_the_firmware_fails_once_even_with_bench_errors() -> None:
+    records = [
+        record("v", "landline", repeat=1),
+        record("v", "landline", "error", verdict=None, repeat=2, error="router unreachable"),
+        record(
+            "v", "satellite", "failed", verdict="stalled", last_state="SERVER_CHANGE_CIPHER_SPEC", repeat=1
+        ),
+        record("v", "satellite", repeat=2),
+    ]
+    report = judge("v", ["landline", "satellite"], 2, records, bench="sim", image_sha256=None)
+    assert (report.verdict, report.exit_code) == ("not releasable", 1)
+    assert report.reasons[0] == "satellite: the firmware failed 1 of 2 (stalled at SERVER_CHANGE_CIPHER_SPEC)"
+
+
+def test_gate_cannot_judge_a_path_the_bench_could_not_run(tmp_path: Path) -> None:
+    records = [
+        record("v", "landline", repeat=1),
+        record("v", "satellite", "error", verdict=None, repeat=1, error="programmer: tool not found"),
+    ]
+    report = judge("v", ["landline", "satellite"], 1, records, bench="sim", image_sha256=None)
+    assert (report.verdict, report.exit_code) == ("not judged", 3)
+    assert report.reasons == [
+        "satellite: 1 of 1 attempts could not be judged (bench problem) — programmer: tool not found"
+    ]
+    data = json.loads(report.write(tmp_path / "gate.json").read_text())
+    assert data["verdict"] == "not judged" and data["exit_code"] == 3 and data["bench"] == "sim"
+
+
+def test_timeline_chart_draws_the_failing_attempt_beside_the_passing_one(tmp_path: Path) -> None:
+    failing = TimelineSeries(
+        "tcp-rx-1024-satellite",
+        states=[(0.0, 0, "HELLO_REQUEST"), (0.7, 2, "SERVER_HELLO"), (2.0, 12, "SERVER_CHANGE_CIPHER_SPEC")],
+        reads=[(0.7, 5), (0.8, 1393), (0.9, 2)],
+        verdict="stalled",
+        end=12.0,
+    )
+    passing = TimelineSeries("tcp-rx-1024-landline", states=[(0.0, 0, "HELLO_REQUEST"), (0.3, 15, "WRAPUP")])
+    out = plot_timeline([failing, passing], tmp_path / "timeline.png", title="tcp-rx-1024")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
