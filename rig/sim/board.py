@@ -1,0 +1,439 @@
+"""The virtual hub's board: flash, reset line and debug UART around the hub binary.
+
+One long-lived process per sim (`python -m rig.sim.board …`) plays the PCB the firmware runs on:
+
+- **Flash.** `flash.bin` in the board's folder; the hub binary runs with `--flash flash.bin`, so what the
+  hub does comes only from the image programmed into it.
+- **Reset line.** Held in reset the hub process does not exist; released, the board starts it with the
+  current flash. A blank board (no flash yet) stays silent.
+- **UART.** The board owns a pty master and a stable symlink to its slave (like `/dev/serial/by-id/…`),
+  raw from the start (a fresh pty is cooked: it would echo and translate CR). The hub's stdout is its TX
+  pin: the board takes bytes from it at the configured baud rate (10 bits per byte, 8N1) through a small
+  pipe, so a chatty debug level slows the firmware as a blocking UART driver does on the PIC32. Bytes the
+  receiving side has no room for are dropped, never queued: a real UART overruns (observed: a pty master
+  takes ~18 KB with nobody reading, then a blocking writer would stall the device).
+- **USB re-enumeration.** With `--reenumerate` a reset removes the port and brings a new pty back
+  `--gap` seconds later (a USB CDC console does this; the pts number may change, the symlink does not);
+  the firmware boots `--boot-delay` seconds after that, like a device that enumerates before it prints.
+- **Control socket** (`board.sock`, one JSON request per connection, one JSON answer): `status`,
+  `hold` (assert reset), `release` (deassert: boot), `reset` (pulse), `write_flash` (`file`, `source`:
+  the programmer's image bytes, taken while held), `uart_gone` (`seconds`: the port disappears and
+  returns; the `uart-gone` fault).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tty
+from pathlib import Path
+from typing import Any
+
+from rig.errors import InfrastructureError
+
+log = logging.getLogger("rig.sim.board")
+
+BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
+PIPE_BYTES = 4096  # the firmware's UART TX ring: when it is full, the firmware's printf waits
+_F_SETPIPE_SZ = 1031
+CONTROL_TIMEOUT_S = 10.0
+
+
+class Uart:
+    """The pty pair behind the stable port path: raw, paced, drop-on-overrun, re-creatable."""
+
+    def __init__(self, link: Path, baud: int) -> None:
+        self.link = link
+        self.baud = baud
+        self._lock = threading.Lock()
+        self._master: int | None = None
+        self._slave: int | None = None
+        self.written = 0
+        self.dropped = 0
+
+    @property
+    def present(self) -> bool:
+        return self._master is not None
+
+    def appear(self) -> None:
+        """Create a new pty, raw from the first moment, and point the symlink at it."""
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self.link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.link.with_name(self.link.name + ".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.ttyname(slave))
+        with self._lock:
+            self._master, self._slave = master, slave
+        tmp.replace(self.link)
+
+    def vanish(self) -> None:
+        """Remove the port: readers get an error, the path stops existing (USB unplugged)."""
+        self.link.unlink(missing_ok=True)
+        with self._lock:
+            fds = [fd for fd in (self._master, self._slave) if fd is not None]
+            self._master = self._slave = None
+        for fd in fds:
+            os.close(fd)
+
+    def transmit(self, data: bytes) -> None:
+        """Put bytes on the wire now; what the receiver cannot take is lost."""
+        with self._lock:
+            master = self._master
+            sent = 0
+            if master is not None:
+                try:
+                    while sent < len(data):
+                        sent += os.write(master, data[sent:])
+                except (BlockingIOError, OSError):
+                    pass  # receiver buffer full (nobody reads) or port going away: overrun
+            self.written += sent
+            self.dropped += len(data) - sent
+
+    def drain_host_input(self) -> None:
+        """Read and discard what the host sends to the hub's RX pin (the firmware has no console)."""
+        with self._lock:
+            master = self._master
+            if master is None:
+                return
+            with contextlib.suppress(BlockingIOError, OSError):
+                while os.read(master, 4096):
+                    pass
+
+    def fileno(self) -> int | None:
+        return self._master
+
+
+class Board:
+    """The board's state machine: flash, reset line, the hub process and its UART pump."""
+
+    def __init__(
+        self,
+        folder: Path,
+        hub: Path,
+        lan: str,
+        uart: Uart,
+        *,
+        reenumerate: bool = False,
+        gap_s: float = 0.5,
+        boot_delay_s: float = 1.0,
+    ) -> None:
+        self.folder = folder
+        self.hub = hub
+        self.lan = lan
+        self.uart = uart
+        self.reenumerate = reenumerate
+        self.gap_s = gap_s
+        self.boot_delay_s = boot_delay_s
+        self.flash = folder / "flash.bin"
+        self.flash_meta = folder / "flash.json"
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pump: threading.Thread | None = None
+        self.held = False
+        self.boots = 0
+        self.last_exit: int | None = None
+        self.errors: list[str] = []
+
+    # ------------------------------------------------------------------ reset line and firmware
+
+    def _start_hub(self) -> None:
+        if not self.flash.is_file():
+            log.info("blank board: no flash, nothing boots")
+            return
+        argv = [str(self.hub), "--flash", str(self.flash), "--lan", self.lan]
+        stderr = (self.folder / "hub.stderr").open("ab")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        except OSError as exc:
+            self.errors.append(f"cannot start the hub binary {self.hub}: {exc}")
+            log.error(self.errors[-1])
+            return
+        finally:
+            stderr.close()
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(proc.stdout.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+        self._proc = proc
+        self.boots += 1
+        self._pump = threading.Thread(target=self._run_pump, args=(proc,), name="uart-pump", daemon=True)
+        self._pump.start()
+        log.info("hub booted (pid %d, boot %d)", proc.pid, self.boots)
+
+    def _stop_hub(self) -> None:
+        proc, pump = self._proc, self._pump
+        self._proc = self._pump = None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()  # the reset line: the MCU stops at once, mid-instruction
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.errors.append(f"hub pid {proc.pid} did not die on SIGKILL within 5 s")
+            log.error(self.errors[-1])
+        if pump is not None:
+            pump.join(timeout=5)
+        self.last_exit = proc.returncode
+
+    def hold(self) -> None:
+        with self._lock:
+            self.held = True
+            self._stop_hub()
+            if self.reenumerate and self.uart.present:
+                self.uart.vanish()
+
+    def release(self) -> None:
+        with self._lock:
+            if self._proc is not None and not self.held:
+                return  # already running
+            self.held = False
+            if self.reenumerate:
+                if self.uart.present:
+                    self.uart.vanish()
+                time.sleep(self.gap_s)
+                self.uart.appear()
+                time.sleep(self.boot_delay_s)
+            self._start_hub()
+
+    def reset(self) -> None:
+        self.hold()
+        self.release()
+
+    def write_flash(self, image: Path, source: str) -> dict[str, Any]:
+        """Take the programmer's image bytes as the new flash content (the board is held meanwhile)."""
+        with self._lock:
+            if not self.held:
+                self.hold()
+            data = image.read_bytes()
+            tmp = self.flash.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(self.flash)
+            meta = {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+                "source": source,
+                "written": time.time(),
+            }
+            self.flash_meta.write_text(json.dumps(meta))
+            return meta
+
+    def uart_gone(self, seconds: float) -> None:
+        """The `uart-gone` fault: the port disappears for `seconds` while the firmware runs on."""
+        self.uart.vanish()
+
+        def back() -> None:
+            time.sleep(seconds)
+            with self._lock:
+                if not self.uart.present:
+                    self.uart.appear()
+
+        threading.Thread(target=back, name="uart-back", daemon=True).start()
+
+    # ------------------------------------------------------------------ UART
+
+    def _run_pump(self, proc: subprocess.Popen[bytes]) -> None:
+        """Move the hub's TX bytes to the port at the baud rate until the hub stops."""
+        try:
+            self._pump_bytes(proc)
+        except Exception as exc:  # the pump's death must be visible in status, not silent
+            self.errors.append(f"UART pump died: {exc!r}")
+            log.exception("UART pump died")
+            raise
+
+    def _pump_bytes(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        byte_s = BITS_PER_BYTE / self.uart.baud
+        chunk = max(16, int(0.01 / byte_s))  # about 10 ms of line time per step
+        due = time.monotonic()
+        while True:
+            data = os.read(fd, chunk)
+            if not data:
+                break
+            now = time.monotonic()
+            due = max(due, now) + len(data) * byte_s
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.uart.transmit(data)
+        proc.stdout.close()  # EOF: the hub stopped (reset) or closed its TX; status polls the exit
+
+    def drain_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            master = self.uart.fileno()
+            if master is None:
+                stop.wait(0.05)
+                continue
+            try:
+                ready, _, _ = select.select([master], [], [], 0.1)
+            except (OSError, ValueError):
+                continue  # the port was replaced under us
+            if ready:
+                self.uart.drain_host_input()
+
+    # ------------------------------------------------------------------ status and control
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            proc = self._proc
+            running = proc is not None and proc.poll() is None
+            if proc is not None and not running:
+                self.last_exit = proc.returncode  # the firmware exited by itself (a crash)
+            flash = json.loads(self.flash_meta.read_text()) if self.flash_meta.is_file() else None
+            return {
+                "state": "held" if self.held else ("running" if running else "stopped"),
+                "hub_pid": proc.pid if running and proc is not None else None,
+                "boots": self.boots,
+                "last_exit": self.last_exit,
+                "flash": flash,
+                "port": str(self.uart.link),
+                "port_present": self.uart.present,
+                "baud": self.uart.baud,
+                "uart_written": self.uart.written,
+                "uart_dropped": self.uart.dropped,
+                "errors": list(self.errors),
+            }
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "status":
+            pass
+        elif op == "hold":
+            self.hold()
+        elif op == "release":
+            self.release()
+        elif op == "reset":
+            self.reset()
+        elif op == "write_flash":
+            self.write_flash(Path(str(request["file"])), str(request.get("source", "")))
+        elif op == "uart_gone":
+            self.uart_gone(float(request["seconds"]))
+        else:
+            return {"ok": False, "error": f"unknown board request {op!r}"}
+        return {"ok": True, **self.status()}
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stop_hub()
+            self.uart.vanish()
+
+
+def serve(board: Board, sock_path: Path, stop: threading.Event) -> None:
+    """Answer control requests on the board's unix socket until `stop` is set."""
+    sock_path.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(8)
+    server.settimeout(0.2)
+    try:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(CONTROL_TIMEOUT_S)
+                try:
+                    request = json.loads(_read_line(conn))
+                    answer = board.handle(request)
+                except (OSError, ValueError, KeyError) as exc:
+                    answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                with contextlib.suppress(OSError):
+                    conn.sendall(json.dumps(answer).encode() + b"\n")
+    finally:
+        server.close()
+        sock_path.unlink(missing_ok=True)
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        part = conn.recv(4096)
+        if not part:
+            break
+        data += part
+    return data
+
+
+class BoardClient:
+    """Talks to a running board through its control socket (the programmer and `rig sim` use this)."""
+
+    def __init__(self, sock_path: Path, timeout: float = 30.0) -> None:
+        self.sock_path = sock_path
+        self.timeout = timeout
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        if len(os.fsencode(self.sock_path)) > 107:
+            raise InfrastructureError(f"board socket path too long for a unix socket: {self.sock_path}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(self.timeout)
+            try:
+                conn.connect(str(self.sock_path))
+                conn.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+                answer = json.loads(_read_line(conn) or b"{}")
+            except (OSError, ValueError) as exc:
+                raise InfrastructureError(
+                    f"board control socket {self.sock_path}: {exc} — is the sim up (`rig sim status`)?"
+                ) from None
+        if not answer.get("ok"):
+            raise InfrastructureError(f"board refused {op!r}: {answer.get('error', 'no answer')}")
+        return dict(answer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rig.sim.board", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, required=True, help="the board's folder (flash, socket, log)")
+    parser.add_argument("--hub", type=Path, required=True, help="the hub binary")
+    parser.add_argument("--lan", required=True, help="the router's LAN side, 127.0.0.1:PORT")
+    parser.add_argument("--port-link", type=Path, required=True, help="stable path of the UART port")
+    parser.add_argument("--baud", type=int, default=115200)
+    parser.add_argument("--reenumerate", action="store_true", help="a reset removes and re-creates the port")
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds the port is gone on a reset")
+    parser.add_argument("--boot-delay", type=float, default=1.0, help="port back → firmware boots (s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s board: %(message)s", stream=sys.stderr)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    if shutil.which(str(args.hub)) is None:
+        log.error("hub binary %s is missing or not executable", args.hub)
+        return 2
+    board = Board(
+        args.dir,
+        args.hub,
+        args.lan,
+        Uart(args.port_link, args.baud),
+        reenumerate=args.reenumerate,
+        gap_s=args.gap,
+        boot_delay_s=args.boot_delay,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    board.uart.appear()
+    board.release()  # power on: the firmware in flash boots
+    drain = threading.Thread(target=board.drain_forever, args=(stop,), name="uart-rx", daemon=True)
+    drain.start()
+    log.info("board up: port %s, baud %d, socket %s", args.port_link, args.baud, args.dir / "board.sock")
+    try:
+        serve(board, args.dir / "board.sock", stop)
+    finally:
+        board.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
