@@ -1,0 +1,172 @@
+"""The simulated bench's MQTT broker: a real mosquitto on 127.0.0.1 behind the AWS IoT Core stand-in.
+
+Two listeners, as AWS IoT has two kinds of client:
+- TLS (`tls_port`): `require_certificate`, client certificates from the sim's device CA, the server
+  chain of the stand-in. The harness's observer (the `observer` certificate, `cloud.events` in the
+  bench file) subscribes here to `$aws/events/presence/#`, as it would to AWS IoT.
+- plain (`plain_port`, loopback only, anonymous): where the stand-in relays devices' MQTT sessions
+  after it has terminated their TLS, and where it publishes the lifecycle events.
+
+mosquitto 2.0 refuses to run as root without a `user` to drop to; when this process is root the
+broker is started as `nobody` with its own copy of the server key (sim-notes §8: works as
+`nobody`, the pid and key files must be readable by it). `start()` returns when both listeners
+accept connections; `stop()` ends it (SIGTERM, then SIGKILL) and is safe to call twice. The pid is
+written to `DIR/mosquitto.pid` so a controller that did not start it can stop it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from rig.errors import InfrastructureError
+from rig.sim.pki import Pki
+
+MOSQUITTO = "mosquitto"
+_RUN_AS = "nobody"
+
+
+class Broker:
+    """mosquitto with a TLS listener (client certificates required) and a plain loopback listener."""
+
+    def __init__(self, directory: Path, pki: Pki, tls_port: int, plain_port: int) -> None:
+        self.directory = directory
+        self.pki = pki
+        self.tls_port = tls_port
+        self.plain_port = plain_port
+        self.config_path = directory / "mosquitto.conf"
+        self.log_path = directory / "mosquitto.log"
+        self.pid_path = directory / "mosquitto.pid"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start mosquitto and wait until both listeners accept connections."""
+        executable = shutil.which(MOSQUITTO) or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
+        if executable is None:
+            raise InfrastructureError(
+                "mosquitto not found on PATH or in /usr/sbin — install the Debian package `mosquitto`"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        user = self._run_as()
+        key = self._key_for(user)
+        self.config_path.write_text(self._config(key), encoding="utf-8")
+        with self.log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(
+                [executable, "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                user=user,
+            )
+        self.pid_path.write_text(f"{self._process.pid}\n", encoding="utf-8")
+        deadline = time.monotonic() + timeout
+        waiting = [self.tls_port, self.plain_port]
+        while waiting:
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                self.pid_path.unlink(missing_ok=True)
+                raise InfrastructureError(
+                    f"mosquitto exited with code {code} at start — see {self.log_path} "
+                    f"(ports {self.tls_port}/{self.plain_port} taken? config {self.config_path})"
+                )
+            if _accepts(waiting[0]):
+                waiting.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                self.stop()
+                raise InfrastructureError(
+                    f"mosquitto did not listen on 127.0.0.1:{waiting[0]} within {timeout:g} s — see {self.log_path}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop mosquitto: SIGTERM, then SIGKILL after `timeout`; a no-op when not running."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout)
+        self.pid_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run_as(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(_RUN_AS)
+        except KeyError as exc:
+            raise InfrastructureError(
+                f"mosquitto must not run as root and user {_RUN_AS!r} does not exist — create it"
+            ) from exc
+        return _RUN_AS
+
+    def _key_for(self, user: str | None) -> Path:
+        """The server key path mosquitto reads: a 0600 copy owned by `user` when it differs from us."""
+        if user is None:
+            return self.pki.server_key
+        copy = self.directory / "broker-server.key"
+        copy.write_bytes(self.pki.server_key.read_bytes())
+        entry = pwd.getpwnam(user)
+        os.chown(copy, entry.pw_uid, entry.pw_gid)
+        os.chmod(copy, 0o600)
+        return copy
+
+    def _config(self, key: Path) -> str:
+        return "\n".join(
+            [
+                "# Written by rig.sim.broker; regenerated at every start.",
+                "per_listener_settings true",
+                "persistence false",
+                "log_dest stdout",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                "log_type information",
+                "connection_messages true",
+                "",
+                f"listener {self.tls_port} 127.0.0.1",
+                f"cafile {self.pki.device_ca_pem}",
+                f"certfile {self.pki.server_chain_pem}",
+                f"keyfile {key}",
+                "require_certificate true",
+                "use_identity_as_username true",
+                "tls_version tlsv1.2",
+                "allow_anonymous false",
+                "",
+                f"listener {self.plain_port} 127.0.0.1",
+                "allow_anonymous true",
+                "",
+            ]
+        )
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
