@@ -17,7 +17,7 @@ One long-lived process per sim (`python -m rig.sim.board …`) plays the PCB the
   the firmware boots `--boot-delay` seconds after that, like a device that enumerates before it prints.
 - **Control socket** (`board.sock`, one JSON request per connection, one JSON answer): `status`,
   `hold` (assert reset), `release` (deassert: boot), `reset` (pulse), `write_flash` (`file`, `source`:
-  the programmer's image bytes, taken while held), `uart_gone` (`seconds`: the port disappears and
+  the programmer's image bytes, taken while held), `erase`, `uart_gone` (`seconds`: the port disappears and
   returns; the `uart-gone` fault).
 """
 
@@ -232,6 +232,14 @@ class Board:
             self.flash_meta.write_text(json.dumps(meta))
             return meta
 
+    def erase(self) -> None:
+        """Erase the flash: the board is held, and boots to nothing until programmed again."""
+        with self._lock:
+            if not self.held:
+                self.hold()
+            self.flash.unlink(missing_ok=True)
+            self.flash_meta.unlink(missing_ok=True)
+
     def uart_gone(self, seconds: float) -> None:
         """The `uart-gone` fault: the port disappears for `seconds` while the firmware runs on."""
         self.uart.vanish()
@@ -321,6 +329,8 @@ class Board:
             self.reset()
         elif op == "write_flash":
             self.write_flash(Path(str(request["file"])), str(request.get("source", "")))
+        elif op == "erase":
+            self.erase()
         elif op == "uart_gone":
             self.uart_gone(float(request["seconds"]))
         else:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -179,3 +180,26 @@ def stop_group(pgid: int, leader: int, timeout: float) -> None:
         raise InfrastructureError(
             f"process group {pgid} survived SIGKILL (pids {left}); check `ps -g {pgid}`"
         )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_listening(port: int, timeout: float, *, what: str, log: Path | None = None) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:`port`; InfrastructureError if not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                hint = f" — see {log}" if log is not None else ""
+                raise InfrastructureError(
+                    f"{what} is not listening on 127.0.0.1:{port} after {timeout:.0f} s{hint}"
+                ) from None
+            time.sleep(0.05)
