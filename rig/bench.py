@@ -1,0 +1,404 @@
+"""The Bench: the parts of one bench file, owned together, and a teardown that always restores.
+
+The pytest plugin and the `rig` commands use only this class; it wires the drivers (programmer,
+UART, router, cloud events, lease) from a bench file and gives them one lifecycle:
+
+    with Bench(load_bench("benches/lab.yaml"), purpose="nightly") as bench:
+        bench.preflight()             # every part reachable and answering, router on baseline
+        bench.ensure_image(variant, attempt_dir)
+        bench.select_path("satellite"); bench.reset_dut()
+
+Entering takes the lease, opens the router session (a bench left dirty by a killed run is put back),
+opens the UART and starts watching cloud events; leaving undoes all of it in reverse order, on
+success, failure, Ctrl-C or a crash, and the lease is released even when restoring fails.
+
+A bench with a `provider` (a simulated bench, a bench behind a power switch) is not started here:
+`ensure_provider_up(path)` and `provider_down(path)` are for the caller that owns the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rig.cloud import CloudEvents
+from rig.config import BenchConfig, Loaded, VariantConfig, load_bench
+from rig.errors import ConfigError, InfrastructureError, RigError
+from rig.events import EventLog
+from rig.lock import BenchLease, describe
+from rig.programmers import Programmer, ProgramResult, image_sha256, make_programmer
+from rig.router import Router
+from rig.uart import Uart
+
+log = logging.getLogger(__name__)
+
+# Time for one preflight probe of the UART or the cloud broker.
+PROBE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the preflight table: a part, whether it is usable, what was found."""
+
+    part: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def default_state_dir(config: BenchConfig) -> Path:
+    """Where lease and flash records live when the bench file has no `state_dir`."""
+    return config.state_dir or Path.home() / ".cache" / "rig" / config.name
+
+
+class Bench:
+    """Owns the parts of one bench file."""
+
+    def __init__(
+        self,
+        loaded: Loaded[BenchConfig],
+        *,
+        purpose: str = "manual",
+        events: EventLog | None = None,
+        lease_timeout: float = 0.0,
+    ) -> None:
+        self.loaded = loaded
+        self.config: BenchConfig = loaded.model
+        self.events = events if events is not None else EventLog()
+        self.lease_timeout = lease_timeout
+        self.state_dir = default_state_dir(self.config)
+        dut = self.config.dut
+        self.lease = BenchLease(self.state_dir, self.config.name, purpose, events=self.events)
+        self.uart = Uart(dut.uart.url, dut.uart.baud, events=self.events, name="uart")
+        self.router = Router(self.config, events=self.events, state_dir=self.state_dir)
+        self.programmer: Programmer = make_programmer(self.config.programmer, dut.part, events=self.events)
+        self.cloud: CloudEvents | None = (
+            CloudEvents(self.config.cloud, events=self.events) if self.config.cloud.events else None
+        )
+        self._banner_re = re.compile(dut.banner_sha256)
+        self._banner: tuple[str, float] | None = None  # (sha256, monotonic time seen)
+        self._banner_cond = threading.Condition()
+        self._watcher: threading.Thread | None = None
+        self._watch_error: BaseException | None = None
+        self._router_open = False
+        self._hold: contextlib.AbstractContextManager[Bench] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    @contextlib.contextmanager
+    def hold(
+        self, *, uart: bool = True, router: bool = True, session: bool = True, cloud: bool = True
+    ) -> Iterator[Bench]:
+        """Take the lease and open the parts asked for; everything is undone on the way out.
+
+        `session=False` connects the router without the restore-to-baseline guarantee (`rig path`
+        leaves the bench on the path it selected; the next run's session puts it back).
+        """
+        with contextlib.ExitStack() as stack:
+            self.lease.acquire(self.lease_timeout)
+            stack.callback(self.lease.release)
+            if router:
+                self.router.connect()
+                self._router_open = True
+                stack.callback(self._close_router)
+                if session:
+                    stack.enter_context(self.router.session())
+            if uart:
+                self.uart.open(timeout=self.config.timeouts.boot_s)
+                stack.callback(self.uart.close)
+                self._start_banner_watch()
+            if cloud and self.cloud is not None:
+                self.cloud.start(timeout=PROBE_TIMEOUT_S)
+                stack.callback(self.cloud.stop)
+            self.events.emit("bench_ready", "bench", bench=self.name, purpose=self.lease.purpose)
+            yield self
+            self.lease.check()
+
+    def _close_router(self) -> None:
+        self._router_open = False
+        self.router.close()
+
+    def __enter__(self) -> Bench:
+        self._hold = self.hold()
+        return self._hold.__enter__()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.__exit__(exc_type, exc, tb)
+
+    # ------------------------------------------------------------------------------------ preflight
+
+    def preflight(self) -> list[CheckResult]:
+        """Check every part: lease free, programmer present, UART opens, router answers on baseline, cloud.
+
+        Works inside `with bench` (checks the open parts) and outside (opens each briefly). Never raises
+        for a part's problem: each is a failed `CheckResult` whose detail says what to check.
+        """
+        return [
+            self._check("lease", self._check_lease),
+            self._check("programmer", self._check_programmer),
+            self._check("uart", self._check_uart),
+            self._check("router", self._check_router),
+            self._check("cloud", self._check_cloud),
+        ]
+
+    def _check(self, part: str, probe: Any) -> CheckResult:
+        start = time.monotonic()
+        try:
+            detail = probe()
+            ok = True
+        except (RigError, OSError) as exc:
+            ok, detail = False, str(exc)
+        result = CheckResult(part, ok, detail, time.monotonic() - start)
+        self.events.emit("preflight", "bench", part=part, ok=ok, detail=detail)
+        return result
+
+    def _check_lease(self) -> str:
+        if self.lease.held:
+            return "held by this run"
+        owner = self.lease.owner()
+        if owner is not None:
+            raise InfrastructureError(f"in use by {describe(owner)}")
+        return "free"
+
+    def _check_programmer(self) -> str:
+        exe = self.config.programmer.executable
+        found = shutil.which(exe)
+        if found is None:
+            raise InfrastructureError(
+                f"{self.config.programmer.kind} executable {exe!r} not found — check programmer.executable"
+            )
+        return f"{self.config.programmer.kind} {self.config.programmer.tool or ''} {found}".replace("  ", " ")
+
+    def _check_uart(self) -> str:
+        if self.uart.alive:
+            return f"{self.uart.url} open, {self.uart.bytes_read} bytes read"
+        probe = Uart(self.uart.url, self.uart.baud, reconnect=False, name="uart-probe")
+        probe.open(timeout=PROBE_TIMEOUT_S)
+        probe.close()
+        return f"{self.uart.url} opens"
+
+    def _check_router(self) -> str:
+        baseline = self.config.baseline
+        if self._router_open:
+            current = self.router.current()
+        else:
+            self.router.connect()
+            try:
+                current = self.router.current()
+            finally:
+                self.router.close()
+        if current != baseline:
+            raise InfrastructureError(
+                f"answers, but is on path {current or 'unknown'} instead of the baseline {baseline} — "
+                f"`rig path {baseline}` puts it back (a run's start does too)"
+            )
+        return f"answers, on the baseline path {baseline}"
+
+    def _check_cloud(self) -> str:
+        if self.cloud is None:
+            return "no cloud.events configured: lifecycle events not watched"
+        if self.cloud.connected:
+            return f"watching {self.cloud.broker}"
+        self.cloud.start(timeout=PROBE_TIMEOUT_S)
+        self.cloud.stop()
+        return f"{self.cloud.broker} accepts the subscription"
+
+    # ------------------------------------------------------------------------------------ actions
+
+    def select_path(self, name: str) -> float:
+        """Make `name` the active path (activate, then verify); returns the seconds it took."""
+        if name not in self.config.paths:
+            raise ConfigError(
+                f"{self.loaded.source.display}: no path {name!r} (paths: {', '.join(self.config.paths)})"
+            )
+        return self.router.select(name)
+
+    def reset_dut(self) -> None:
+        """Reset the DUT as `dut.reset.method` says: through the programmer, a local command, or not at all."""
+        reset = self.config.dut.reset
+        if reset.method == "programmer":
+            self.programmer.reset()
+        elif reset.method == "command":
+            assert reset.command is not None
+            self._run_reset_command(reset.command)
+        else:
+            log.warning("bench %s: dut.reset.method is `none`; reset the hub by hand", self.name)
+            self.events.emit("reset_skipped", "bench", method="none")
+            return
+        if self.config.dut.reenumerates_on_reset and reset.settle_s:
+            time.sleep(reset.settle_s)  # the console goes away and comes back; the Uart reopens it
+
+    def _run_reset_command(self, argv: list[str]) -> None:
+        timeout = self.config.timeouts.boot_s
+        start = time.monotonic()
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise InfrastructureError(
+                f"dut.reset.command: {argv[0]!r} not found — check the bench file {self.loaded.source.display}"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise InfrastructureError(
+                f"dut.reset.command {argv!r} did not finish within {timeout:g} s (timeouts.boot_s)"
+            ) from None
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+            raise InfrastructureError(
+                f"dut.reset.command {argv!r} exited {done.returncode}: {' | '.join(tail) or '(no output)'}"
+            )
+        self.events.emit("reset", "bench", via="command", seconds=round(time.monotonic() - start, 3))
+
+    # ------------------------------------------------------------------------------------ the image
+
+    @property
+    def _record_path(self) -> Path:
+        return self.state_dir / f"{self.name}.image.json"
+
+    def running_image(self) -> tuple[str | None, str]:
+        """The sha256 of the image the DUT runs and how it is known: `banner`, `record` or `unknown`.
+
+        The boot banner is the truth (`dut.banner_sha256`): the last one seen on the open UART, else
+        the one printed after a reset. A DUT whose firmware prints none falls back on the record this
+        bench writes after each successful programming.
+        """
+        if self._watcher is not None and self._watcher.is_alive():
+            with self._banner_cond:
+                if self._banner is not None:
+                    return self._banner[0], "banner"
+            since = time.monotonic()
+            self.reset_dut()
+            with self._banner_cond:
+                self._banner_cond.wait_for(
+                    lambda: self._banner is not None and self._banner[1] >= since,
+                    timeout=self.config.timeouts.boot_s,
+                )
+                if self._banner is not None and self._banner[1] >= since:
+                    return self._banner[0], "banner"
+        if self._watch_error is not None:
+            raise InfrastructureError(f"uart {self.uart.url}: {self._watch_error}")
+        try:
+            record = json.loads(self._record_path.read_text(encoding="utf-8"))
+            return str(record["sha256"]), "record"
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+            return None, "unknown"
+
+    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
+        """Program `variant`'s image unless the DUT already runs it (then `skipped=True`)."""
+        image = variant.image.hex
+        if not image.is_file():
+            raise ConfigError(f"variant {variant.name}: image {image} not found — build it or fix image.hex")
+        wanted = image_sha256(image)
+        running, how = self.running_image()
+        if running is not None and running.lower() == wanted:
+            self.events.emit("flash_skipped", "bench", variant=variant.name, sha256=wanted, known_by=how)
+            return ProgramResult(True, True, 0.0, 0, None, wanted)
+        with self._banner_cond:
+            self._banner = None  # the new image will announce itself
+        result = self.programmer.program(image, out_dir=out_dir, sha256=variant.image.sha256)
+        self._write_record(variant.name, wanted)
+        return result
+
+    def _write_record(self, variant: str, sha256: str) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        record = {"variant": variant, "sha256": sha256, "programmed": time.time()}
+        tmp = self._record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        tmp.replace(self._record_path)
+
+    def _start_banner_watch(self) -> None:
+        subscription = self.uart.subscribe()
+
+        def watch() -> None:
+            try:
+                for line in subscription:
+                    match = self._banner_re.search(line.text)
+                    if match and match.groups():
+                        with self._banner_cond:
+                            self._banner = (match.group(1).lower(), line.mono)
+                            self._banner_cond.notify_all()
+            except InfrastructureError as exc:  # the reader died: say so at the next ensure_image
+                self._watch_error = exc
+                log.error("bench %s: boot-banner watch stopped: %s", self.name, exc)
+
+        self._watch_error = None
+        self._banner = None
+        self._watcher = threading.Thread(target=watch, name="banner-watch", daemon=True)
+        self._watcher.start()
+
+
+# ---------------------------------------------------------------------------------------- provider
+
+
+def _provider_argv(argv: list[str], bench: Path) -> list[str]:
+    return [item.replace("{python}", sys.executable).replace("{bench}", str(bench)) for item in argv]
+
+
+def _provider_run(path: Path, which: str, timeout: float, *, quiet: bool) -> int:
+    bench = path.resolve()
+    provider = load_bench(bench).model.provider
+    if provider is None:
+        raise ConfigError(f"{path}: no `provider` section; this bench is not brought up by a command")
+    argv = _provider_argv(getattr(provider, which), bench)
+    output = subprocess.DEVNULL if quiet else None
+    try:
+        done = subprocess.run(
+            argv, cwd=bench.parent, timeout=timeout, stdout=output, stderr=output, check=False
+        )
+    except FileNotFoundError:
+        raise InfrastructureError(f"{path}: provider.{which}: {argv[0]!r} not found") from None
+    except subprocess.TimeoutExpired:
+        raise InfrastructureError(
+            f"{path}: provider.{which} ({' '.join(argv)}) did not finish within {timeout:g} s"
+        ) from None
+    return done.returncode
+
+
+def provider_is_up(path: Path, *, timeout: float = 30.0) -> bool:
+    """Whether `provider.status` of the bench file at `path` says the bench is up (exit 0)."""
+    return _provider_run(path, "status", timeout, quiet=True) == 0
+
+
+def ensure_provider_up(path: Path, *, timeout: float = 300.0) -> bool:
+    """Bring up the bench at `path` with `provider.up` unless `provider.status` says it is up.
+
+    Returns True when this call started it: the caller then stops it with `provider_down(path)`.
+    Arguments `{python}` and `{bench}` become this interpreter and the bench file's absolute path; the
+    commands run in the bench file's folder with their output shown.
+    """
+    if provider_is_up(path):
+        return False
+    code = _provider_run(path, "up", timeout, quiet=False)
+    if code != 0:
+        raise InfrastructureError(f"{path}: provider.up exited {code} — see its output above")
+    if not provider_is_up(path):
+        raise InfrastructureError(
+            f"{path}: provider.up finished but provider.status does not say the bench is up"
+        )
+    return True
+
+
+def provider_down(path: Path, *, timeout: float = 120.0) -> None:
+    """Stop the bench at `path` with `provider.down`."""
+    code = _provider_run(path, "down", timeout, quiet=False)
+    if code != 0:
+        raise InfrastructureError(f"{path}: provider.down exited {code} — see its output above")
