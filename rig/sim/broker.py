@@ -7,9 +7,11 @@ Two listeners, as AWS IoT has two kinds of client:
 - plain (`plain_port`, loopback only, anonymous): where the stand-in relays devices' MQTT sessions
   after it has terminated their TLS, and where it publishes the lifecycle events.
 
-mosquitto 2.0 refuses to run as root without a `user` to drop to; when this process is root the
-broker is started as `nobody` with its own copy of the server key (sim-notes §8: works as
-`nobody`, the pid and key files must be readable by it). `start()` returns when both listeners
+mosquitto 2.0 refuses to run as root without a `user` to drop to, and loads its certificates only
+after dropping privileges. So when this process is root the broker runs as `nobody` (sim-notes §8)
+from a private runtime folder in the system temp dir, owned by `nobody`, holding its configuration
+and copies of the CA, chain and server key: the sim's own folder may sit under a 0700 parent (pytest's
+tmp_path does) that `nobody` cannot enter. The folder is removed by `stop()`. `start()` returns when both listeners
 accept connections; `stop()` ends it (SIGTERM, then SIGKILL) and is safe to call twice. The pid is
 written to `DIR/mosquitto.pid` so a controller that did not start it can stop it.
 """
@@ -22,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +44,7 @@ class Broker:
         self.tls_port = tls_port
         self.plain_port = plain_port
         self.config_path = directory / "mosquitto.conf"
+        self._runtime: Path | None = None
         self.log_path = directory / "mosquitto.log"
         self.pid_path = directory / "mosquitto.pid"
         self._process: subprocess.Popen[bytes] | None = None
@@ -60,10 +64,9 @@ class Broker:
             )
         self.directory.mkdir(parents=True, exist_ok=True)
         user = self._run_as()
-        key = self._key_for(user)
-        self.config_path.write_text(self._config(key), encoding="utf-8")
+        self.config_path = self._prepare_runtime(user)
         with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 [executable, "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
@@ -71,17 +74,16 @@ class Broker:
                 start_new_session=True,
                 user=user,
             )
-        self.pid_path.write_text(f"{self._process.pid}\n", encoding="utf-8")
+        self._process = process
+        self.pid_path.write_text(f"{process.pid}\n", encoding="utf-8")
         deadline = time.monotonic() + timeout
         waiting = [self.tls_port, self.plain_port]
         while waiting:
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                self.pid_path.unlink(missing_ok=True)
+            if process.poll() is not None:
+                self.stop()
                 raise InfrastructureError(
-                    f"mosquitto exited with code {code} at start — see {self.log_path} "
-                    f"(ports {self.tls_port}/{self.plain_port} taken? config {self.config_path})"
+                    f"mosquitto exited with code {process.returncode} at start "
+                    f"(ports {self.tls_port}/{self.plain_port} taken?) — {self.log_path} ends: {_tail(self.log_path)}"
                 )
             if _accepts(waiting[0]):
                 waiting.pop(0)
@@ -106,6 +108,9 @@ class Broker:
                 process.kill()
                 process.wait(timeout)
         self.pid_path.unlink(missing_ok=True)
+        if self._runtime is not None:
+            shutil.rmtree(self._runtime, ignore_errors=True)
+            self._runtime = None
 
     def __enter__(self) -> Broker:
         return self
@@ -124,18 +129,34 @@ class Broker:
             ) from exc
         return _RUN_AS
 
-    def _key_for(self, user: str | None) -> Path:
-        """The server key path mosquitto reads: a 0600 copy owned by `user` when it differs from us."""
+    def _prepare_runtime(self, user: str | None) -> Path:
+        """Write the configuration where mosquitto, running as `user`, can read it and its files."""
+        ca, chain, key = self.pki.device_ca_pem, self.pki.server_chain_pem, self.pki.server_key
         if user is None:
-            return self.pki.server_key
-        copy = self.directory / "broker-server.key"
-        copy.write_bytes(self.pki.server_key.read_bytes())
-        entry = pwd.getpwnam(user)
-        os.chown(copy, entry.pw_uid, entry.pw_gid)
-        os.chmod(copy, 0o600)
-        return copy
+            config = self.directory / "mosquitto.conf"
+        else:
+            entry = pwd.getpwnam(user)
+            runtime = Path(tempfile.mkdtemp(prefix=f"rig-sim-broker-{self.tls_port}-"))
+            self._runtime = runtime
+            copies = []
+            for source in (ca, chain, key):
+                target = runtime / source.name
+                target.write_bytes(source.read_bytes())
+                os.chown(target, entry.pw_uid, entry.pw_gid)
+                os.chmod(target, 0o600)
+                copies.append(target)
+            ca, chain, key = copies
+            os.chown(runtime, entry.pw_uid, entry.pw_gid)
+            config = runtime / "mosquitto.conf"
+        config.write_text(self._config(ca, chain, key), encoding="utf-8")
+        if user is not None:
+            # A copy beside the sim's other files, for whoever debugs the broker.
+            (self.directory / "mosquitto.conf").write_text(
+                config.read_text(encoding="utf-8"), encoding="utf-8"
+            )
+        return config
 
-    def _config(self, key: Path) -> str:
+    def _config(self, ca: Path, chain: Path, key: Path) -> str:
         return "\n".join(
             [
                 "# Written by rig.sim.broker; regenerated at every start.",
@@ -149,8 +170,8 @@ class Broker:
                 "connection_messages true",
                 "",
                 f"listener {self.tls_port} 127.0.0.1",
-                f"cafile {self.pki.device_ca_pem}",
-                f"certfile {self.pki.server_chain_pem}",
+                f"cafile {ca}",
+                f"certfile {chain}",
                 f"keyfile {key}",
                 "require_certificate true",
                 "use_identity_as_username true",
@@ -162,6 +183,14 @@ class Broker:
                 "",
             ]
         )
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return " | ".join(text.strip().splitlines()[-lines:])
 
 
 def _accepts(port: int) -> bool:
