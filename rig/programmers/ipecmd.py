@@ -52,6 +52,10 @@ FAILURES = (
         retry=True,
     ),
     Marker(
+        "does not match expected Device ID",
+        "the target is not the part the bench file names — check dut.part ({part}): {tail}",
+    ),
+    Marker(
         "Verify failed",
         "verification failed: the flash does not hold the image — check the hub's supply voltage, "
         "then program again",
