@@ -1,0 +1,204 @@
+"""Mbed TLS messages → typed events: one function, `classify`, from a bare message to an `Event`.
+
+The messages are the library's own format strings (identical in 2.16 … 3.6 up to `%d`/`%zu`/`%u`
+and the record-version notation), so a message alone says what happened; the parser adds the
+source line number and host time. Facts that trip naive parsers are handled here: positive byte
+counts print as negative hex (`returned 5 (-0xfffffffb)`: the decimal is authoritative), a size
+printed with an unsupported `%zu` reads `zu`, WANT_READ is never printed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+EventKind = Literal[
+    "handshake_start",  # => handshake
+    "handshake_end",  # <= handshake (one step returned: done, error or WANT_READ)
+    "handshake_done",  # handshake: done / <= handshake wrapup
+    "state",  # state entered: number and/or name
+    "record_in",  # input record: type, version, length
+    "record_out",  # output record: type, version, length
+    "recv",  # f_recv returned: bytes (>0), 0 = EOF, <0 = error
+    "send",  # f_send returned
+    "fetch_wait",  # in_left / nb_want: input needed
+    "alert_received",  # got an alert message / is a fatal alert message
+    "close_notify",  # is a close notify message
+    "alert_sent",  # => send alert message / send alert level=… message=…
+    "error",  # some_function() returned a negative code
+    "ciphersuite",  # negotiated suite
+    "protocol",  # protocol hint: tls1.2, tls1.3, dtls
+    "cert_verify",  # certificate verification result
+    "size_problem",  # record or buffer size complaint
+    "mac_problem",  # bad MAC or bad Finished
+    "no_shared_cipher",  # server found no common suite
+    "timeout",  # read timeout
+    "new_session_ticket",  # the 2.x client is really in SERVER_NEW_SESSION_TICKET
+]
+
+Value = int | str | bool | None
+
+
+@dataclass(slots=True)
+class Event:
+    """One thing the log says happened, with the line it came from.
+
+    `line_no` is the 1-based line of the log fed to the parser; `host_time` is the wall-clock
+    time of that line when known (given to `LogParser.feed`, or read from a timestamp).
+    """
+
+    kind: EventKind
+    line_no: int = 0
+    host_time: float | None = None
+    data: dict[str, Value] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Value | float]:
+        return {"kind": self.kind, "line_no": self.line_no, "host_time": self.host_time, **self.data}
+
+
+_STATE: Final = re.compile(
+    r"(tls13 )?(client|server) state: (?:(\d+)|(?:MBEDTLS_SSL_)?([A-Z][A-Z0-9_]+)\s*(?:\(\s*(\d+)\s*\))?)"
+)
+_TRANSITION: Final = re.compile(
+    r"handshake state: (\d+) \((?:MBEDTLS_SSL_)?(\w+)\) -> (\d+) \((?:MBEDTLS_SSL_)?(\w+)\)"
+)
+_RETURNED: Final = re.compile(
+    r"([\w>.-]+\(\w*\)(?:\(\w*\))?)\s+returned\s+(-?\d+|-?0x[0-9a-fA-F]+)(?:\s*\((-?0x[0-9a-fA-F]+)\))?"
+)
+_WANT: Final = re.compile(r"in_left: (\d+|zu), nb_want: (\d+|zu)")
+_RECORD: Final = re.compile(
+    r"(input|output) record: msgtype = (\d+), version = \[(?:(\d+):(\d+)|0x([0-9a-fA-F]+))\], msglen = (\d+|zu)"
+)
+_ALERT_TYPE: Final = re.compile(r"got an alert message, type: \[(\d+):(\d+)\]")
+_FATAL_ALERT: Final = re.compile(r"is a fatal alert message \(msg (\d+)\)")
+_SEND_ALERT: Final = re.compile(r"send alert level=(\d+) message=(\d+)")
+_SUITE: Final = re.compile(
+    r"(?:chosen|selected|negotiated) ciphersuite:?\s+(?:0x)?([0-9a-fA-F]{4}\b)?[ ,(]*(TLS[-_][\w-]+)?"
+)
+_FLAGS: Final = re.compile(r"! Certificate verification flags\s+([0-9a-fA-F]+)")
+_SIZE: Final = re.compile(
+    r"bad message length|(?:too|is) (?:large|long|big)\b|buffer too small|record overflow|"
+    r"exceeds|not enough room|message length.*> ",
+    re.IGNORECASE,
+)
+
+_RECORD_VERSIONS: Final[dict[int, str]] = {
+    0x0303: "tls1.2",
+    0x0302: "tls1.1",
+    0x0301: "tls1.0",
+    0xFEFD: "dtls",
+    0xFEFF: "dtls",
+}
+
+
+def parse_count(decimal: str, hexa: str | None) -> int | None:
+    """The value of a `returned N (-0x…)` pair: the decimal when readable, else minus the hex."""
+    try:
+        return int(decimal, 0)
+    except ValueError:
+        pass
+    if hexa:
+        value = -int(hexa.lstrip("-"), 16)
+        return value if hexa.startswith("-") else -value
+    return None
+
+
+def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
+    """What a bare Mbed TLS message means, or None when it carries nothing the diagnosis uses."""
+    head = message[:3]
+    if head == "=> " or head == "<= ":
+        rest = message[3:]
+        if rest == "handshake":
+            return ("handshake_start" if head == "=> " else "handshake_end"), {}
+        if rest == "handshake wrapup" and head == "<= ":
+            return "handshake_done", {}
+        if rest.startswith("send alert"):
+            return "alert_sent", {}
+        if rest.startswith("parse new session ticket"):
+            return "new_session_ticket", {}
+        if rest.startswith(("parse hello verify", "write hello verify")):
+            return "protocol", {"protocol": "dtls"}
+        return None
+    if "state: " in message:
+        m = _STATE.search(message)
+        if m is not None:
+            number = m.group(3) or m.group(5)
+            return "state", {
+                "role": m.group(2),
+                "number": int(number) if number else None,
+                "name": m.group(4),
+                "tls13": bool(m.group(1)),
+            }
+        t = _TRANSITION.search(message)
+        if t is not None:
+            return "state", {"number": int(t.group(3)), "name": t.group(4), "from": int(t.group(1))}
+        return None
+    if "returned" in message:
+        r = _RETURNED.search(message)
+        if r is None:
+            return None
+        value = parse_count(r.group(2), r.group(3))
+        if value is None:
+            return None
+        function = r.group(1)
+        if function.startswith("ssl->f_recv"):
+            return "recv", {"value": value}
+        if function.startswith("ssl->f_send"):
+            return "send", {"value": value}
+        if value < 0:
+            return "error", {"code": value, "function": function}
+        return None
+    if message.startswith("in_left"):
+        w = _WANT.match(message)
+        if w is None:
+            return None
+        in_left = int(w.group(1)) if w.group(1) != "zu" else None
+        nb_want = int(w.group(2)) if w.group(2) != "zu" else None
+        return "fetch_wait", {"in_left": in_left, "nb_want": nb_want}
+    if "record: " in message:
+        rec = _RECORD.search(message)
+        if rec is None:
+            return None
+        version = int(rec.group(5), 16) if rec.group(5) else int(rec.group(3)) * 256 + int(rec.group(4))
+        length = int(rec.group(6)) if rec.group(6) != "zu" else None
+        return ("record_in" if rec.group(1) == "input" else "record_out"), {
+            "type": int(rec.group(2)),
+            "version": _RECORD_VERSIONS.get(version, f"0x{version:04x}"),
+            "length": length,
+            "hex_version": bool(rec.group(5)),
+        }
+    if "alert" in message:
+        a = _ALERT_TYPE.search(message)
+        if a is not None:
+            return "alert_received", {"level": int(a.group(1)), "description": int(a.group(2))}
+        f = _FATAL_ALERT.search(message)
+        if f is not None:
+            return "alert_received", {"level": 2, "description": int(f.group(1))}
+        s = _SEND_ALERT.search(message)
+        if s is not None:
+            return "alert_sent", {"level": int(s.group(1)), "description": int(s.group(2))}
+        return None
+    if message.startswith("handshake: done"):
+        return "handshake_done", {}
+    if "close notify message" in message:
+        return "close_notify", {}
+    if "ciphersuite" in message:
+        if "in common" in message and ("got no" in message or "none of them usable" in message):
+            return "no_shared_cipher", {}
+        c = _SUITE.search(message)
+        if c is not None and (c.group(1) or c.group(2)):
+            return "ciphersuite", {"id": c.group(1), "name": c.group(2)}
+        return None
+    if "Certificate verification flags" in message:
+        if "clear" in message:
+            return "cert_verify", {"ok": True, "flags": None}
+        fl = _FLAGS.search(message)
+        return "cert_verify", {"ok": False, "flags": fl.group(1) if fl else None}
+    if "mac does not match" in message or "bad finished message" in message:
+        return "mac_problem", {"text": message}
+    if message == "timeout":
+        return "timeout", {}
+    if _SIZE.search(message):
+        return "size_problem", {"text": message}
+    return None

@@ -1,0 +1,159 @@
+"""Find the Mbed TLS message inside whatever the application's debug callback put around it.
+
+The library hands its callback only (level, file, line, text); the prefix is the application's
+choice: timestamps, levels as digits/letters/words, component tags, ANSI colours, context pointers
+(`0x7ffd1234: `, added by the library itself with MBEDTLS_THREADING_C), `|2|`, zero-padded,
+bracketed or space-separated line numbers, full/relative/Windows paths, or no file:line at all.
+`split_line` turns one physical line into a `LogLine`: which kind of line it is, the source file and
+line when present, the bare message, and the host time when the line starts with a timestamp.
+Everything here is a pure function of one line; joining hard-wrapped lines is the parser's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+LineKind = Literal["mbedtls", "app", "blank", "unknown"]
+
+_ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+# `ssl_tls.c:2760:`, `ssl_tls.c:0774`, `ssl_tls.c: 2760`, `ssl_tls.c:[2760]`, `ssl_tls.c(2760):`,
+# `ssl_tls.c 2760:`, `ssl_tls.c, line 2760`; the basename is what is kept.
+_FILE_LINE: Final = re.compile(
+    r"([A-Za-z_][\w.+-]*\.[ch])(?::\s*\[?|\(|\s+|,\s*line\s+|\s*\[)(\d{1,6})\]?\)?(?::|\s|$)"
+)
+# After the file:line: an optional level `|2|` / `[2]` / `<2>`, and the context pointer.
+_AFTER_FILE: Final = re.compile(
+    r"\s*(?:\|(\d)\||\[(\d)\]\s|<(\d)>\s)?\s*(?:(?:0x)?[0-9a-fA-F]{8,16}:\s|0x[0-9a-fA-F]{1,16}:\s)?\s*"
+)
+# Message-only callbacks: where a known Mbed TLS message begins.
+_KNOWN_MESSAGE: Final = re.compile(
+    r"(?:=>|<=) (?:handshake|fetch input|flush output|read record|write record|parse|write|send|"
+    r"decrypt|encrypt|calc|derive|ssl_)|"
+    r"(?:tls13 )?(?:client|server) state: |handshake state: \d|handshake: done|"
+    r"ssl->f_(?:recv|send)|in_left: |(?:input|output) record: |got an alert message|"
+    r"is a (?:fatal alert|close notify) message|send alert level=|"
+    r"\w+\(\w*\)(?:\(\w*\))? returned -?\d|! Certificate verification flags|"
+    r"Certificate verification flags clear|bad (?:message length|finished message)|"
+    r"message mac does not match|got (?:no )?ciphersuites in common|"
+    r"(?:server hello|client hello), |dumping '"
+)
+# A leading timestamp, possibly after a serial terminal's `[` or `<`.
+_TIMESTAMP: Final = re.compile(
+    r"[\[<(]?\s*(?:"
+    r"(?P<y>\d{4})-(?P<mo>\d\d)-(?P<d>\d\d)[ T](?P<H>\d\d):(?P<M>\d\d):(?P<S>\d\d)(?:[.,](?P<f>\d{1,9}))?"
+    r"|(?P<mo2>\d\d)/(?P<d2>\d\d) (?P<H2>\d\d):(?P<M2>\d\d):(?P<S2>\d\d)(?:[.,](?P<f2>\d{1,9}))?"
+    r"|(?P<H3>\d\d):(?P<M3>\d\d):(?P<S3>\d\d)(?:[.,](?P<f3>\d{1,9}))?"
+    r"|(?P<rel>\d{1,9}\.\d{3,9})(?=[\]>)\s])"
+    r"|[IWEDV] \((?P<ms>\d{1,12})\)"
+    r")"
+)
+# Lines that an application prints: a timestamp, a `[TAG]`, `I (123) tag:`, `<info>`, `APP:`.
+_APP_HINT: Final = re.compile(r"\s*(?:\[[\w .:-]{1,24}\]|<\w{1,10}>|[A-Z][A-Za-z0-9_]{1,15}:\s|#|//)")
+
+_YEAR_FOR_DAY_MONTH: Final = 2000  # `06/04 07:51:41.888` has no year: any fixed year keeps deltas right
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One physical line, classified: `message` is the Mbed TLS text without any prefix."""
+
+    kind: LineKind
+    message: str = ""
+    file: str | None = None
+    source_line: int | None = None
+    level: int | None = None
+    host_time: float | None = None
+
+
+def _fraction(digits: str | None) -> float:
+    return int(digits) / 10 ** len(digits) if digits else 0.0
+
+
+def parse_timestamp(text: str) -> float | None:
+    """Seconds of the timestamp at the start of `text`, or None.
+
+    Full dates give POSIX time (UTC); `MM/DD hh:mm:ss` dates use a fixed year; a bare time of
+    day gives seconds since midnight; `[  12.345678]` and ESP-IDF `I (12345)` give seconds since
+    boot. Only differences between timestamps of one log are meaningful.
+    """
+    m = _TIMESTAMP.match(text)
+    if m is None:
+        return None
+    g = m.groupdict()
+    try:
+        if g["y"]:
+            stamp = datetime(
+                int(g["y"]), int(g["mo"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"]), tzinfo=UTC
+            )
+            return stamp.timestamp() + _fraction(g["f"])
+        if g["mo2"]:
+            stamp = datetime(
+                _YEAR_FOR_DAY_MONTH,
+                int(g["mo2"]),
+                int(g["d2"]),
+                int(g["H2"]),
+                int(g["M2"]),
+                int(g["S2"]),
+                tzinfo=UTC,
+            )
+            return stamp.timestamp() + _fraction(g["f2"])
+    except ValueError:  # 13th month, 61st second: not a timestamp after all
+        return None
+    if g["H3"]:
+        hours, minutes, seconds = int(g["H3"]), int(g["M3"]), int(g["S3"])
+        if hours > 23 or minutes > 59 or seconds > 60:
+            return None
+        return hours * 3600 + minutes * 60 + seconds + _fraction(g["f3"])
+    if g["rel"]:
+        return float(g["rel"])
+    return int(g["ms"]) / 1000.0
+
+
+def clean(raw: str | bytes) -> str:
+    """Decode (undecodable bytes become U+FFFD), drop the line end, ANSI colours and NULs."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = text.rstrip("\r\n")
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text
+
+
+def split_line(raw: str | bytes) -> LogLine:
+    """Classify one physical line and extract its Mbed TLS message, source location and time."""
+    text = clean(raw)
+    if not text.strip():
+        return LogLine("blank")
+    m = _FILE_LINE.search(text)
+    if m is not None:
+        head = text[: m.start()]
+        after = _AFTER_FILE.match(text, m.end())
+        level: int | None = None
+        start = m.end()
+        if after is not None:
+            start = after.end()
+            digits = after.group(1) or after.group(2) or after.group(3)
+            level = int(digits) if digits else None
+        return LogLine(
+            "mbedtls",
+            text[start:].rstrip(),
+            m.group(1),
+            int(m.group(2)),
+            level,
+            parse_timestamp(head.lstrip()) if head else None,
+        )
+    k = _KNOWN_MESSAGE.search(text)
+    if k is not None:
+        head = text[: k.start()]
+        return LogLine(
+            "mbedtls", text[k.start() :].rstrip(), host_time=parse_timestamp(head.lstrip()) if head else None
+        )
+    stamp = parse_timestamp(text.lstrip())
+    if stamp is not None or _APP_HINT.match(text):
+        return LogLine("app", text, host_time=stamp)
+    return LogLine("unknown", text)
