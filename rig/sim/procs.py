@@ -112,10 +112,20 @@ class Processes:
                 raise InfrastructureError(f"sim part {name!r}: cannot start {argv[0]}: {exc}") from None
         ticks = start_ticks(proc.pid) or 0
         record = ProcessRecord(name, proc.pid, proc.pid, ticks, list(argv), str(log))
-        tmp = self._file(name).with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(record)))
-        tmp.replace(self._file(name))
+        self._write(record)
         return record
+
+    def adopt(self, name: str, pid: int, argv: Sequence[str], log: Path) -> ProcessRecord:
+        """Record a process some other code started in its own session (e.g. the broker)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        record = ProcessRecord(name, pid, os.getpgid(pid), start_ticks(pid) or 0, list(argv), str(log))
+        self._write(record)
+        return record
+
+    def _write(self, record: ProcessRecord) -> None:
+        tmp = self._file(record.name).with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record)))
+        tmp.replace(self._file(record.name))
 
     def record(self, name: str) -> ProcessRecord | None:
         try:
