@@ -1,0 +1,146 @@
+"""`rig sim`: bring the simulated bench up and down, look at it, build its images, break it on purpose.
+
+The group is added to the `rig` command by `rig.cli` (module-level `commands`). Problems are
+`RigError`s: bad input exits 2, a part that does not start exits 3. `benches/sim.yaml` runs these
+commands as its `provider`, from the bench file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rig.config import DEFAULT_BENCH
+from rig.sim.faults import FAULTS, inject
+from rig.sim.orchestrate import Sim, UpOptions, default_dir
+
+console = Console(highlight=False, soft_wrap=True)
+
+dir_option = click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="the sim's folder (default: $RIG_SIM_DIR or ./.rig-sim)",
+)
+
+
+def _sim(folder: Path | None) -> Sim:
+    return Sim(folder or default_dir())
+
+
+@click.group()
+def sim() -> None:
+    """The simulated bench: virtual hub, ipecmd programmer, SSH router, AWS IoT Core stand-in."""
+
+
+@sim.command()
+@dir_option
+@click.option(
+    "--bench",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=DEFAULT_BENCH,
+    show_default=True,
+    help="the bench file (link profiles, DUT, programmer, cloud)",
+)
+@click.option("--uart", type=click.Choice(["pty", "rfc2217"]), default="pty", show_default=True,
+              help="serve the UART as a pty symlink, or through ser2net as rfc2217://")  # fmt: skip
+@click.option("--reenumerate", is_flag=True, help="a reset removes the UART port and brings it back")
+@click.option("--program-seconds", type=float, default=3.0, show_default=True,
+              help="how long the programmer takes to program an image")  # fmt: skip
+@click.option("--firmware-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="variant files to build images for (default: firmware_configs next to benches/)")  # fmt: skip
+def up(
+    folder: Path | None,
+    bench: Path,
+    uart: str,
+    reenumerate: bool,
+    program_seconds: float,
+    firmware_dir: Path | None,
+) -> None:
+    """Start every part, build missing or stale images, write DIR/bench.env; return when all answer."""
+    simulation = _sim(folder)
+    start = time.monotonic()
+
+    def progress(message: str) -> None:
+        console.print(f"[dim]{time.monotonic() - start:6.1f}s[/] {message}")
+
+    options = UpOptions(
+        uart=uart, reenumerate=reenumerate, program_s=program_seconds, firmware_dir=firmware_dir
+    )
+    simulation.up(bench, options, progress)
+    if folder is not None and simulation.dir != default_dir().resolve():
+        console.print(f"bench files read it with: export RIG_SIM_DIR={simulation.dir}")
+
+
+@sim.command()
+@dir_option
+def down(folder: Path | None) -> None:
+    """Stop every part this sim started (also after the controller that started them crashed)."""
+    stopped = _sim(folder).down()
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@sim.command()
+@dir_option
+@click.option("--quiet", is_flag=True, help="print nothing; exit 0 when the sim is up, 3 when not")
+@click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
+def status(folder: Path | None, quiet: bool, as_json: bool) -> None:
+    """Each part, the active uplink, the image in the hub, the faults in force; exit 0 when up."""
+    simulation = _sim(folder)
+    if quiet:
+        raise SystemExit(0 if simulation.is_up() else 3)
+    report = simulation.status()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        table = Table("part", "state", "pid", "port", box=None)
+        ports = report.get("ports", {})
+        port_of = {
+            "broker": "broker_tls",
+            "cloud": "cloud",
+            "router": "lan",
+            "sshd": "ssh",
+            "ser2net": "ser2net",
+        }
+        for name, part in report["parts"].items():
+            state = "[green]running[/]" if part["running"] else "[red]stopped[/]"
+            table.add_row(name, state, str(part["pid"] or "-"), str(ports.get(port_of.get(name, ""), "-")))
+        console.print(table)
+        console.print(f"uplink: {report.get('uplink') or '-'}")
+        board = report.get("board") or {}
+        console.print(f"hub:    {board.get('state', '-')}, image {report.get('image') or 'none'}")
+        console.print(f"faults: {', '.join(report['faults']) or 'none'}")
+    raise SystemExit(0 if report["up"] else 3)
+
+
+@sim.command()
+@dir_option
+@click.argument(
+    "variants", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+)
+def build(folder: Path | None, variants: tuple[Path, ...]) -> None:
+    """Build the HEX image of each VARIANT file (to its image.hex) for this sim's PKI."""
+    simulation = _sim(folder)
+    for variant in variants:
+        sha = simulation.build(variant)
+        console.print(f"[green]built[/] {variant}  image sha256 {sha}")
+
+
+@sim.command()
+@dir_option
+@click.argument("name", type=click.Choice(FAULTS))
+@click.argument("arg", required=False)
+@click.option("--clear", is_flag=True, help="undo the fault")
+def fault(folder: Path | None, name: str, arg: str | None, clear: bool) -> None:
+    """Inject a fault: programmer-no-target, programmer-missing, uart-gone SECONDS, router-ssh-down,
+    cloud-down, cloud-mode silent|alert|close."""
+    console.print(inject(_sim(folder), name, arg, clear))
+
+
+commands = [sim]

@@ -1,0 +1,118 @@
+"""`rig sim fault NAME [ARG] [--clear]`: break one part of a running sim the way hardware breaks.
+
+Each fault acts on a part's real endpoint, so the harness meets it through its ordinary drivers:
+
+- `programmer-no-target`: the programmer finds no target voltage, prints its failure text and still
+  exits 0 (the real tool does, bench.md §1.1). A flag file the programmer reads, `DIR/faults/…`.
+- `programmer-missing`: the `ipecmd` executable is gone (moved aside; `--clear` puts it back).
+- `uart-gone SECONDS`: the UART port disappears for SECONDS while the firmware runs on (unplugged
+  USB-UART bridge); it comes back by itself.
+- `router-ssh-down`: the router's sshd is stopped; `--clear` starts it again on the same port and keys.
+- `cloud-down`: the AWS IoT Core stand-in resets every new connection (`DIR/cloud/cloud.down`).
+- `cloud-mode silent|alert|close`: how the stand-in answers a failed handshake; `--clear` = `silent`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rig.errors import ConfigError, InfrastructureError
+from rig.sim import sshd
+
+if TYPE_CHECKING:
+    from rig.sim.orchestrate import Sim
+
+FAULTS = (
+    "programmer-no-target",
+    "programmer-missing",
+    "uart-gone",
+    "router-ssh-down",
+    "cloud-down",
+    "cloud-mode",
+)
+
+
+def inject(sim: Sim, name: str, arg: str | None, clear: bool) -> str:
+    """Apply (or clear) fault `name`; returns one line saying what now holds."""
+    if name not in FAULTS:
+        raise ConfigError(f"unknown fault {name!r}; one of: {', '.join(FAULTS)}")
+    if not sim.is_up():
+        raise InfrastructureError(f"no sim is up in {sim.dir} — run `rig sim up` first")
+    flags = sim.dir / "faults"
+    flags.mkdir(exist_ok=True)
+    if name == "programmer-no-target":
+        flag = flags / name
+        if clear:
+            flag.unlink(missing_ok=True)
+            return "programmer finds the target again"
+        flag.write_text("on\n")
+        return "programmer: target not found (exit 0 with failure text)"
+    if name == "programmer-missing":
+        ipecmd, aside = sim.dir / "bin" / "ipecmd", sim.dir / "bin" / ".ipecmd.missing"
+        if clear:
+            if aside.exists():
+                aside.replace(ipecmd)
+            return f"programmer executable back at {ipecmd}"
+        if ipecmd.exists():
+            ipecmd.replace(aside)
+        return f"programmer executable {ipecmd} is gone"
+    if name == "uart-gone":
+        if clear:
+            return "uart-gone clears by itself when its time is over"
+        seconds = _number(arg, "uart-gone SECONDS")
+        sim.board().request("uart_gone", seconds=seconds)
+        return f"UART port gone for {seconds:g} s"
+    if name == "router-ssh-down":
+        return _router_ssh(sim, up=clear)
+    from rig.sim.cloud import set_down, write_mode
+
+    if name == "cloud-down":
+        set_down(sim.dir / "cloud", not clear)
+        return "cloud endpoint serves again" if clear else "cloud endpoint resets every new connection"
+    mode = "silent" if clear else (arg or "")
+    write_mode(sim.dir / "cloud", mode)
+    return f"cloud answers a failed handshake: {mode}"
+
+
+def _number(arg: str | None, usage: str) -> float:
+    try:
+        value = float(arg or "")
+    except ValueError:
+        raise ConfigError(f"fault {usage}: expected a number of seconds, got {arg!r}") from None
+    if value <= 0:
+        raise ConfigError(f"fault {usage}: SECONDS must be positive")
+    return value
+
+
+def _router_ssh(sim: Sim, *, up: bool) -> str:
+    if not up:
+        sim.processes.stop("sshd")
+        (sim.dir / "faults" / "router-ssh-down").write_text("on\n")
+        return "router sshd stopped"
+    (sim.dir / "faults" / "router-ssh-down").unlink(missing_ok=True)
+    if sim.processes.alive("sshd"):
+        return "router sshd already running"
+    port = int(sim.state()["ports"]["ssh"])
+    setup = sshd.prepare(sim.dir / "ssh", port, sim.dir / "bin")
+    sim._start("sshd", setup.argv(), port)
+    return f"router sshd back on 127.0.0.1:{port}"
+
+
+def active_faults(sim: Sim) -> list[str]:
+    """The faults in force, for `rig sim status`."""
+    active = []
+    flags = sim.dir / "faults"
+    if (flags / "programmer-no-target").exists():
+        active.append("programmer-no-target")
+    if (sim.dir / "bin" / ".ipecmd.missing").exists():
+        active.append("programmer-missing")
+    if (flags / "router-ssh-down").exists():
+        active.append("router-ssh-down")
+    if (sim.dir / "cloud" / "cloud.down").exists():
+        active.append("cloud-down")
+    mode_file = sim.dir / "cloud" / "cloud.mode"
+    if mode_file.exists():
+        mode = mode_file.read_text().strip()
+        if mode != "silent":
+            active.append(f"cloud-mode {mode}")
+    return active

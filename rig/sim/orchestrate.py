@@ -1,0 +1,380 @@
+"""`rig sim up | down | status | build`: one simulated bench in one folder, started from real parts.
+
+`up` reads the bench file (`benches/sim.yaml`), picks free ports, generates the PKI and the SSH keys,
+builds the hub binary and every variant image whose HEX is missing or stale, then starts the parts in
+dependency order and waits until each answers: mosquitto (`rig.sim.broker`), the AWS IoT Core stand-in
+(`rig.sim.cloud`), the bench router (`rig.sim.router`), its sshd (`rig.sim.sshd`), the board with the
+hub (`rig.sim.board`) and, with `uart="rfc2217"`, ser2net serving the UART. Last it writes
+`DIR/bench.env`, the values the bench file references as `${RIG_SIM_*}`. Everything the harness uses is an
+endpoint: the UART path or URL, the `ipecmd` executable, the router's port, key and pinned host key,
+the broker and its certificates.
+
+Every started process is recorded in `DIR/run/` (`rig.sim.procs`); `down` stops what is recorded, also
+after the controller that started it died. `up` on a folder left dirty by a killed `up` cleans it first.
+
+Folder layout: run/ logs/ pki/ broker/ cloud/ router/ ssh/ bin/ board/ hub/ dev/ faults/ sim.json
+images.json bench.env.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rig.config import BenchConfig, VariantConfig, load_bench, load_variant
+from rig.errors import ConfigError, InfrastructureError
+from rig.sim import programmer, sshd
+from rig.sim.board import BoardClient
+from rig.sim.procs import Processes, free_port, wait_listening
+
+Progress = Callable[[str], None]
+PORT_LINK = Path("dev/serial/by-id/usb-rig-sim-hub-if00")
+PART_ORDER = ("broker", "cloud", "router", "sshd", "board", "ser2net")
+START_TIMEOUT_S = 20.0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """Choices for `rig sim up` that are not in the bench file."""
+
+    uart: str = "pty"  # or "rfc2217": ser2net serves the UART
+    reenumerate: bool = False
+    program_s: float = programmer.DEFAULT_PROGRAM_S
+    tool_serial: str = "BURSIM000001"
+    firmware_dir: Path | None = None
+
+
+class Sim:
+    """One simulated bench living in `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder.resolve()
+        self.processes = Processes(self.dir / "run")
+        self.logs = self.dir / "logs"
+
+    # ------------------------------------------------------------------ state files
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "sim.json"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError as exc:
+            raise InfrastructureError(f"{self.state_file}: damaged ({exc}); run `rig sim down`") from None
+        return data
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def board(self) -> BoardClient:
+        return BoardClient(self.dir / "board" / "board.sock", timeout=30)
+
+    # ------------------------------------------------------------------ up
+
+    def up(self, bench_path: Path, options: UpOptions = UpOptions(), progress: Progress = _quiet) -> None:
+        """Start every part; returns when all answer. Raises InfrastructureError naming the part."""
+        bench = load_bench(bench_path).model
+        if self.is_up():
+            progress(f"sim in {self.dir} is already up")
+            return
+        if self.processes.names():
+            progress("cleaning up a sim left behind by an earlier run")
+            self.down(progress)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._up(bench_path.resolve(), bench, options, progress)
+        except BaseException:
+            progress("start failed: stopping what was started")
+            self.down(_quiet)
+            raise
+
+    def _up(self, bench_path: Path, bench: BenchConfig, options: UpOptions, progress: Progress) -> None:
+        from rig.sim.broker import Broker
+        from rig.sim.hubbuild import build_hub
+        from rig.sim.pki import generate_pki
+
+        python = sys.executable
+        endpoint = bench.cloud.endpoint
+        ports = {
+            name: free_port() for name in ("ssh", "lan", "cloud", "broker_tls", "broker_plain", "ser2net")
+        }
+        state: dict[str, Any] = {
+            "bench": str(bench_path),
+            "ports": ports,
+            "endpoint": endpoint,
+            "client_id": bench.dut.client_id,
+            "uart": options.uart,
+            "reenumerate": options.reenumerate,
+            "started": time.time(),
+        }
+        self._save_state(state)
+
+        progress("generating the PKI")
+        pki = generate_pki(self.dir / "pki", endpoint)
+        progress("building the hub binary")
+        hub = build_hub(self.dir / "hub")
+        firmware_dir = options.firmware_dir or bench_path.parent.parent / "firmware_configs"
+        if firmware_dir.is_dir():
+            for variant_file in sorted(firmware_dir.glob("*.yaml")):
+                self.build(variant_file, progress, only_if_stale=True, bench=bench)
+
+        progress(f"starting mosquitto on 127.0.0.1:{ports['broker_tls']} (TLS) / {ports['broker_plain']}")
+        broker = Broker(self.dir / "broker", pki, ports["broker_tls"], ports["broker_plain"])
+        broker.start(timeout=START_TIMEOUT_S)
+        assert broker.pid is not None
+        self.processes.adopt("broker", broker.pid, ["mosquitto"], self.dir / "broker" / "mosquitto.log")
+
+        progress(f"starting the AWS IoT Core stand-in on 127.0.0.1:{ports['cloud']}")
+        self._start(
+            "cloud",
+            [python, "-m", "rig.sim.cloud", "--dir", str(self.dir / "cloud"), "--port", str(ports["cloud"]),
+             "--pki", str(pki.directory), "--broker-port", str(ports["broker_plain"]), "--endpoint", endpoint],
+            ports["cloud"],
+        )  # fmt: skip
+        progress(f"starting the bench router (LAN side 127.0.0.1:{ports['lan']})")
+        self._start(
+            "router",
+            [python, "-m", "rig.sim.router", "--dir", str(self.dir / "router"), "--bench", str(bench_path),
+             "--lan-port", str(ports["lan"]), "--cloud-port", str(ports["cloud"])],
+            ports["lan"],
+        )  # fmt: skip
+        progress(f"starting the router's sshd on 127.0.0.1:{ports['ssh']}")
+        sshd.install_simrouter(self.dir / "bin", self.dir / "router", python)
+        setup = sshd.prepare(self.dir / "ssh", ports["ssh"], self.dir / "bin")
+        self._start("sshd", setup.argv(), ports["ssh"])
+
+        progress("installing the programmer (ipecmd)")
+        ipecmd = programmer.install(self.dir, python)
+        programmer.write_settings(
+            self.dir,
+            tool=bench.programmer.tool or "ICD4",
+            serial=options.tool_serial,
+            part=bench.dut.part,
+            board_socket=self.dir / "board" / "board.sock",
+            program_s=options.program_s,
+        )
+        progress("powering the board")
+        link = self.dir / PORT_LINK
+        board_argv = [python, "-m", "rig.sim.board", "--dir", str(self.dir / "board"), "--hub", str(hub),
+                      "--lan", f"127.0.0.1:{ports['lan']}", "--port-link", str(link),
+                      "--baud", str(bench.dut.uart.baud)]  # fmt: skip
+        if options.reenumerate:
+            board_argv.append("--reenumerate")
+        self.processes.start("board", board_argv, log=self.logs / "board.log")
+        self._wait_board()
+        uart_url = str(link)
+        if options.uart == "rfc2217":
+            from rig.sim.ser2net import start_ser2net
+
+            progress(f"serving the UART as rfc2217://127.0.0.1:{ports['ser2net']}")
+            uart_url = start_ser2net(self, link, ports["ser2net"], bench.dut.uart.baud)
+
+        env = {
+            "RIG_SIM_DIR": str(self.dir),
+            "RIG_SIM_UART_URL": uart_url,
+            "RIG_SIM_REENUMERATES": "true" if options.reenumerate else "false",
+            "RIG_SIM_TOOL_SERIAL": options.tool_serial,
+            "RIG_SIM_IPECMD": str(ipecmd),
+            "RIG_SIM_ROUTER_PORT": str(ports["ssh"]),
+            "RIG_SIM_ROUTER_USER": setup.user,
+            "RIG_SIM_ROUTER_KEY": str(setup.bench_key),
+            "RIG_SIM_ROUTER_HOST_KEY": setup.host_key_line,
+            "RIG_SIM_ENDPOINT": endpoint,
+            "RIG_SIM_BROKER_PORT": str(ports["broker_tls"]),
+            "RIG_SIM_EVENTS_CA": str(pki.root_pem),
+            "RIG_SIM_EVENTS_CERT": str(pki.observer_pem),
+            "RIG_SIM_EVENTS_KEY": str(pki.observer_key),
+        }
+        lines = ["# Written by `rig sim up`: the endpoints of this simulated bench.", ""]
+        lines += [f"{key}={value}" for key, value in env.items()]
+        tmp = self.dir / "bench.env.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.dir / "bench.env")
+        state["env"] = env
+        state["up"] = True
+        self._save_state(state)
+        progress(f"sim up in {self.dir}")
+
+    def _start(self, name: str, argv: list[str], port: int) -> None:
+        log = self.logs / f"{name}.log"
+        self.processes.start(name, argv, log=log)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                wait_listening(port, 0.2, what=name, log=log)
+                return
+            except InfrastructureError:
+                if not self.processes.alive(name):
+                    tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+                    raise InfrastructureError(
+                        f"sim part {name} exited at start — see {log}: {' | '.join(tail)}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise
+
+    def _wait_board(self) -> None:
+        sock = self.dir / "board" / "board.sock"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not sock.exists():
+            if not self.processes.alive("board") or time.monotonic() > deadline:
+                raise InfrastructureError(f"the board did not start — see {self.logs / 'board.log'}")
+            time.sleep(0.05)
+        self.board().request("status")
+
+    # ------------------------------------------------------------------ images
+
+    def build(
+        self,
+        variant_file: Path,
+        progress: Progress = _quiet,
+        *,
+        only_if_stale: bool = False,
+        bench: BenchConfig | None = None,
+    ) -> str | None:
+        """Build a variant's HEX (to its `image.hex`) for this sim's PKI; its sha256, None if fresh."""
+        from rig.sim.image import build_image
+        from rig.sim.pki import generate_pki
+
+        variant: VariantConfig = load_variant(variant_file).model
+        if bench is None:
+            bench_file = self.state().get("bench")
+            if not bench_file:
+                raise ConfigError(f"{self.dir}: no sim here yet — run `rig sim up` (it also builds images)")
+            bench = load_bench(Path(bench_file)).model
+        endpoint, client_id = bench.cloud.endpoint, bench.dut.client_id
+        pki = generate_pki(self.dir / "pki", endpoint)
+        stamp = {
+            "variant": hashlib.sha256(variant_file.read_bytes()).hexdigest(),
+            "pki": hashlib.sha256(pki.device_ca_pem.read_bytes() + pki.root_pem.read_bytes()).hexdigest(),
+            "client_id": client_id,
+            "endpoint": endpoint,
+        }
+        images = self._images()
+        known = images.get(variant.name, {})
+        hex_path = variant.image.hex
+        if (
+            only_if_stale
+            and hex_path.is_file()
+            and known.get("stamp") == stamp
+            and known.get("sha256") == _sha256(hex_path)
+        ):
+            return None
+        progress(f"building image {variant.name} → {hex_path}")
+        hex_path.parent.mkdir(parents=True, exist_ok=True)
+        sha = build_image(variant, pki, client_id, endpoint, hex_path)
+        images[variant.name] = {"stamp": stamp, "sha256": _sha256(hex_path), "image_sha256": sha,
+                                "hex": str(hex_path)}  # fmt: skip
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "images.json").write_text(json.dumps(images, indent=2))
+        return sha
+
+    def _images(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.dir / "images.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return data
+
+    # ------------------------------------------------------------------ down and status
+
+    def down(self, progress: Progress = _quiet) -> list[str]:
+        """Stop every recorded part (also the broker by its own pid file); the names stopped."""
+        stopped = self.processes.stop_all()
+        broker_pid = self.dir / "broker" / "mosquitto.pid"
+        if broker_pid.is_file():
+            pid = int(broker_pid.read_text().split()[0])
+            try:
+                self.processes.adopt("broker", pid, ["mosquitto"], broker_pid)
+            except ProcessLookupError:
+                pass
+            else:
+                if self.processes.stop("broker"):
+                    stopped.append("broker")
+            broker_pid.unlink(missing_ok=True)
+        (self.dir / PORT_LINK).unlink(missing_ok=True)
+        (self.dir / "bench.env").unlink(missing_ok=True)
+        state = self.state()
+        if state:
+            state["up"] = False
+            self._save_state(state)
+        for name in stopped:
+            progress(f"stopped {name}")
+        return stopped
+
+    def is_up(self) -> bool:
+        state = self.state()
+        if not state.get("up"):
+            return False
+        # A part stopped on purpose by a fault (`router-ssh-down`) does not make the sim down.
+        faulted = {"sshd"} if (self.dir / "faults" / "router-ssh-down").exists() else set()
+        return all(self.processes.alive(n) for n in self._expected_parts(state) if n not in faulted)
+
+    def _expected_parts(self, state: dict[str, Any]) -> list[str]:
+        parts = ["broker", "cloud", "router", "sshd", "board"]
+        return [*parts, "ser2net"] if state.get("uart") == "rfc2217" else parts
+
+    def status(self) -> dict[str, Any]:
+        """Each part (running or not, pid), the active uplink, the image in the hub, active faults."""
+        from rig.sim.faults import active_faults
+
+        state = self.state()
+        parts = {}
+        for name in self._expected_parts(state):
+            record = self.processes.record(name)
+            parts[name] = {"running": self.processes.alive(name), "pid": record.pid if record else None}
+        result: dict[str, Any] = {"dir": str(self.dir), "up": self.is_up(), "parts": parts,
+                                  "ports": state.get("ports", {})}  # fmt: skip
+        result["uplink"] = self._uplink() if parts.get("router", {}).get("running") else None
+        if parts.get("board", {}).get("running"):
+            try:
+                board = self.board().request("status")
+            except InfrastructureError as exc:
+                board = {"error": str(exc)}
+            flash = board.get("flash") or {}
+            result["board"] = board
+            result["image"] = self._image_name(flash.get("source"), flash.get("sha256"))
+        result["faults"] = active_faults(self)
+        return result
+
+    def _uplink(self) -> str:
+        argv = [sys.executable, "-m", "rig.sim.simrouter", "--dir", str(self.dir / "router"), "status"]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        except subprocess.TimeoutExpired:
+            return "unknown (simrouter status timed out)"
+        return done.stdout.strip() if done.returncode == 0 else f"unknown ({done.stderr.strip()})"
+
+    def _image_name(self, source: str | None, flash_sha: str | None) -> str | None:
+        if source is None:
+            return None
+        for name, info in self._images().items():
+            if info.get("hex") == source:
+                return f"{name} ({Path(source).name})"
+        return Path(source).name
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def default_dir() -> Path:
+    """`$RIG_SIM_DIR`, else `.rig-sim` in the current folder (what benches/sim.yaml points at)."""
+    return Path(os.environ.get("RIG_SIM_DIR") or ".rig-sim")
