@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SOURCE = "router"
 STATE_FILE = "router.json"
 CAPTURE_STOP_S = 5.0  # how long a stopped capture may take to flush its last packets
+CAPTURE_READY_S = 3.0  # how long to wait for the capture's first word (tcpdump: "listening on …")
 
 
 def render_command(template: str, **values: str) -> str:
@@ -251,7 +252,9 @@ class Router:
         out.parent.mkdir(parents=True, exist_ok=True)
         pump = _Pump(channel, out)
         pump.start()
-        self.events.emit("capture_started", SOURCE, host=cfg.host, command=command, out=str(out))
+        # Packets sent before tcpdump listens are lost: wait for its first output (stderr or pcap).
+        ready = pump.ready.wait(CAPTURE_READY_S)
+        self.events.emit("capture_started", SOURCE, ready=ready, host=cfg.host, command=command, out=str(out))
         failed: BaseException | None = None
         try:
             yield
@@ -290,6 +293,7 @@ class _Pump(threading.Thread):
         self.bytes = 0
         self.stderr = ""
         self.error: BaseException | None = None
+        self.ready = threading.Event()  # the command said something, or ended
 
     def run(self) -> None:
         err = bytearray()
@@ -303,9 +307,11 @@ class _Pump(threading.Thread):
                         chunk = None
                     while self.channel.recv_stderr_ready():
                         err += self.channel.recv_stderr(65536)
+                        self.ready.set()
                     if chunk == b"":
                         break
                     if chunk:
+                        self.ready.set()
                         sink.write(chunk)
                         sink.flush()
                         self.bytes += len(chunk)
@@ -313,6 +319,7 @@ class _Pump(threading.Thread):
             self.error = exc
         finally:
             self.stderr = err.decode(errors="replace")
+            self.ready.set()
 
 
 @contextlib.contextmanager

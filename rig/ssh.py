@@ -77,13 +77,7 @@ class _RefuseUnpinned(paramiko.MissingHostKeyPolicy):
         self.connection = connection
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        conn = self.connection
-        raise InfrastructureError(
-            f"{conn.where}: unknown host key (offered {key.get_name()} {fingerprint(key)}, pinned "
-            f"{_describe(conn.pinned)}) — refused; if this machine is the right one, check its key on a "
-            f"trusted network (ssh-keyscan -p {conn.config.port} {conn.config.host}) and add it to "
-            f"ssh_hosts.{conn.name}.host_keys"
-        )
+        raise self.connection.unknown_key(key)
 
 
 class SshConnection:
@@ -137,6 +131,9 @@ class SshConnection:
             raise
         except paramiko.BadHostKeyException as exc:
             client.close()
+            if exc.key.get_name() not in {k.get_name() for k in self.pinned}:
+                # paramiko reports a key of a type that is not pinned as "bad": it is unknown, not changed.
+                raise self.unknown_key(exc.key) from exc
             raise InfrastructureError(
                 f"{self.where}: host key changed (offered {exc.key.get_name()} {fingerprint(exc.key)}, "
                 f"pinned {_describe(self.pinned)}) — refused; if the machine was replaced or re-flashed, "
@@ -169,6 +166,16 @@ class SshConnection:
             port=cfg.port,
             host_key=fingerprint(transport.get_remote_server_key()),
             seconds=round(time.monotonic() - started, 3),
+        )
+
+    def unknown_key(self, key: paramiko.PKey) -> InfrastructureError:
+        """The refusal of a host key of a type none of the pinned keys has."""
+        cfg = self.config
+        return InfrastructureError(
+            f"{self.where}: unknown host key (offered {key.get_name()} {fingerprint(key)}, pinned "
+            f"{_describe(self.pinned)}) — refused; if this machine is the right one, check its key on a "
+            f"trusted network (ssh-keyscan -p {cfg.port} {cfg.host}) and add it to "
+            f"ssh_hosts.{self.name}.host_keys"
         )
 
     def close(self) -> None:

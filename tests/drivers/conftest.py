@@ -313,3 +313,67 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
     server.start()
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------------------------------------- bench
+
+
+NETCTL = """#!/bin/sh
+# A tiny "router": `select PATH` switches the uplink, `route` prints it like `ip route get`,
+# `select-later PATH SECONDS` switches in the background (a slow mwan3 restart), `args …` echoes its
+# arguments one per line between <> (to see exactly what the shell received).
+state="$(dirname "$0")/route"
+case "$1" in
+  select) printf '%s\\n' "$2" > "$state" ;;
+  select-later) (sleep "$3"; printf '%s\\n' "$2" > "$state") >/dev/null 2>&1 & ;;
+  route) printf 'default via 10.0.0.1 dev %s proto static\\n' "$(cat "$state" 2>/dev/null || echo none)" ;;
+  args) shift; for a in "$@"; do printf '<%s>\\n' "$a"; done ;;
+  fail) echo "uci: Entry not found" >&2; exit 1 ;;
+  *) echo "netctl: unknown command $1" >&2; exit 2 ;;
+esac
+"""
+
+
+def netctl(directory: Path) -> Path:
+    """Install the tiny router command set in `directory`; its uplink state is `directory/route`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "netctl"
+    script.write_text(NETCTL)
+    script.chmod(0o755)
+    return script
+
+
+def bench_dict(
+    ssh_hosts: dict[str, object], paths: dict[str, object], baseline: str, **extra: object
+) -> dict[str, object]:
+    """A minimal valid bench file (as a mapping) around the given hosts and paths."""
+    bench: dict[str, object] = {
+        "name": "drivers-test",
+        "dut": {"part": "32MZ2048EFM100", "client_id": "hub-test", "uart": {"url": "socket://127.0.0.1:9"}},
+        "programmer": {"kind": "pic32prog", "executable": "pic32prog"},
+        "ssh_hosts": ssh_hosts,
+        "paths": paths,
+        "baseline": baseline,
+        "cloud": {"endpoint": "example.invalid", "client_id": "rig-observer-test"},
+        "timeouts": {"path_switch_s": 10},
+    }
+    bench.update(extra)
+    return bench
+
+
+def netctl_paths(script: Path, host: str = "router") -> dict[str, object]:
+    """`landline` and `satellite` paths switched and verified by the tiny router command set."""
+    return {
+        name: {
+            "host": host,
+            "activate": [f"{script} select {name}"],
+            "verify": {
+                "command": f"{script} route",
+                "expect": f"dev {name} ",
+                "timeout_s": 5,
+                "interval_s": 0.05,
+            },
+            "rtt_ms": rtt,
+        }
+        for name, rtt in (("landline", 30), ("satellite", 600))
+    }
