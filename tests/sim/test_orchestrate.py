@@ -1,0 +1,215 @@
+"""`rig sim up | status | fault | down` as a user runs them: every part answers, nothing is left behind.
+
+Each test works on a copy of the bench file and the variant files in its own folder, so images are
+built there and several sims can run side by side without touching the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from rig.config import load_bench, read_env_file
+from rig.sim.procs import Processes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class SimFolder:
+    repo: Path
+    dir: Path
+
+    @property
+    def bench(self) -> Path:
+        return self.repo / "benches" / "sim.yaml"
+
+    def rig(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rig", "sim", *args, "--dir", str(self.dir)],
+            capture_output=True, text=True, timeout=timeout, check=False, cwd=self.repo, env=self.env(),
+        )  # fmt: skip
+
+    def up(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.rig("up", "--bench", str(self.bench), "--program-seconds", "0.3", *extra)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "RIG_SIM_DIR": str(self.dir)}
+
+
+def make_folder(base: Path) -> SimFolder:
+    repo = base / "repo"
+    (repo / "benches").mkdir(parents=True)
+    shutil.copy(ROOT / "benches" / "sim.yaml", repo / "benches" / "sim.yaml")
+    shutil.copytree(ROOT / "firmware_configs", repo / "firmware_configs")
+    return SimFolder(repo, base / "sim")
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of living processes that mention `text` (a sim's folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFolder]:
+    sim = make_folder(tmp_path_factory.mktemp("orchestrate"))
+    result = sim.up()
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield sim
+    finally:
+        sim.rig("down")
+        Processes(sim.dir / "run").stop_all()
+
+
+def test_up_writes_bench_env_with_every_value_the_bench_file_references(running: SimFolder) -> None:
+    env = read_env_file(running.dir / "bench.env")
+    assert sorted(env) == sorted([
+        "RIG_SIM_DIR", "RIG_SIM_UART_URL", "RIG_SIM_REENUMERATES", "RIG_SIM_TOOL_SERIAL", "RIG_SIM_IPECMD",
+        "RIG_SIM_ROUTER_PORT", "RIG_SIM_ROUTER_USER", "RIG_SIM_ROUTER_KEY", "RIG_SIM_ROUTER_HOST_KEY",
+        "RIG_SIM_ENDPOINT", "RIG_SIM_BROKER_PORT", "RIG_SIM_EVENTS_CA", "RIG_SIM_EVENTS_CERT", "RIG_SIM_EVENTS_KEY",
+    ])  # fmt: skip
+    old = os.environ.get("RIG_SIM_DIR")
+    os.environ["RIG_SIM_DIR"] = str(running.dir)
+    try:
+        bench = load_bench(running.bench).model
+    finally:
+        if old is None:
+            del os.environ["RIG_SIM_DIR"]
+        else:
+            os.environ["RIG_SIM_DIR"] = old
+    assert Path(bench.dut.uart.url).resolve().as_posix().startswith("/dev/pts/")
+    assert os.access(bench.programmer.executable, os.X_OK)
+    router = bench.ssh_hosts["router"]
+    assert router.port == int(env["RIG_SIM_ROUTER_PORT"])
+    assert router.host_keys == [env["RIG_SIM_ROUTER_HOST_KEY"]]
+    assert bench.cloud.events is not None and bench.cloud.events.cert.is_file()
+
+
+def test_status_shows_every_part_running_and_exits_zero(running: SimFolder) -> None:
+    assert running.rig("status", "--quiet").returncode == 0
+    result = running.rig("status")
+    assert result.returncode == 0, result.stderr
+    for part in ("broker", "cloud", "router", "sshd", "board"):
+        assert any(line.split()[:2] == [part, "running"] for line in result.stdout.splitlines()), (
+            result.stdout
+        )
+    assert "uplink:" in result.stdout and "hub:" in result.stdout
+
+
+def test_the_router_answers_on_its_pinned_key_and_router_ssh_down_takes_it_away(running: SimFolder) -> None:
+    env = read_env_file(running.dir / "bench.env")
+    port = int(env["RIG_SIM_ROUTER_PORT"])
+
+    def login() -> str:
+        ssh = paramiko.SSHClient()
+        entry = paramiko.hostkeys.HostKeyEntry.from_line(env["RIG_SIM_ROUTER_HOST_KEY"])
+        assert entry is not None
+        ssh.get_host_keys().add(entry.hostnames[0], entry.key.get_name(), entry.key)
+        ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
+        ssh.connect("127.0.0.1", port=port, username=env["RIG_SIM_ROUTER_USER"], key_filename=env["RIG_SIM_ROUTER_KEY"],
+                    allow_agent=False, look_for_keys=False, timeout=5, banner_timeout=5, auth_timeout=5)  # fmt: skip
+        with ssh:
+            _, out, _ = ssh.exec_command("command -v simrouter", timeout=10)
+            return out.read().decode().strip()
+
+    assert login() == str(running.dir / "bin" / "simrouter")
+    assert running.rig("fault", "router-ssh-down").returncode == 0
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    assert "router-ssh-down" in running.rig("status").stdout
+    assert running.rig("status", "--quiet").returncode == 0  # a fault, not a sim that is down
+    assert running.rig("fault", "router-ssh-down", "--clear").returncode == 0
+    assert login() == str(running.dir / "bin" / "simrouter")  # same port, same pinned host key
+
+
+def test_programmer_missing_removes_the_executable_until_cleared(running: SimFolder) -> None:
+    ipecmd = Path(read_env_file(running.dir / "bench.env")["RIG_SIM_IPECMD"])
+    assert running.rig("fault", "programmer-missing").returncode == 0
+    assert not ipecmd.exists()
+    assert running.rig("fault", "programmer-missing", "--clear").returncode == 0
+    assert os.access(ipecmd, os.X_OK)
+
+
+def test_uart_gone_removes_the_port_and_it_comes_back(running: SimFolder) -> None:
+    port = Path(read_env_file(running.dir / "bench.env")["RIG_SIM_UART_URL"])
+    assert running.rig("fault", "uart-gone", "1").returncode == 0
+    assert not port.exists()
+    deadline = time.monotonic() + 10
+    while not port.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert port.exists()
+
+
+def test_cloud_faults_show_in_status_and_clear(running: SimFolder) -> None:
+    assert running.rig("fault", "cloud-mode", "alert").returncode == 0
+    assert running.rig("fault", "cloud-down").returncode == 0
+    faults = next(line for line in running.rig("status").stdout.splitlines() if line.startswith("faults:"))
+    assert faults == "faults: cloud-down, cloud-mode alert"
+    running.rig("fault", "cloud-down", "--clear")
+    running.rig("fault", "cloud-mode", "--clear")
+    assert running.rig("status").stdout.splitlines()[-1] == "faults: none"
+
+
+def test_an_unknown_fault_is_bad_input(running: SimFolder) -> None:
+    result = running.rig("fault", "power-cut")
+    assert result.returncode == 2 and "power-cut" in result.stderr
+
+
+def test_a_second_sim_runs_side_by_side_and_down_leaves_no_process_even_after_the_controller_was_killed(
+    running: SimFolder, tmp_path: Path
+) -> None:
+    other = make_folder(tmp_path)
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "rig", "sim", "up", "--dir", str(other.dir), "--bench", str(other.bench)],
+        cwd=other.repo, env=other.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (other.dir / "run" / "router.json").exists():
+            assert controller.poll() is None and time.monotonic() < deadline, (
+                "up ended before the router started"
+            )
+            time.sleep(0.05)
+        controller.send_signal(signal.SIGKILL)  # the controller dies in the middle of `up`
+        controller.wait(timeout=10)
+        assert processes_mentioning(str(other.dir))  # parts it started live on
+        again = other.up()  # finds the leftovers, cleans them, starts afresh
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "cleaning up" in again.stdout
+        mine = read_env_file(running.dir / "bench.env")
+        theirs = read_env_file(other.dir / "bench.env")
+        assert mine["RIG_SIM_ROUTER_PORT"] != theirs["RIG_SIM_ROUTER_PORT"]
+        assert running.rig("status", "--quiet").returncode == 0
+        assert other.rig("status", "--quiet").returncode == 0
+        assert other.rig("down").returncode == 0
+        assert processes_mentioning(str(other.dir)) == []
+        assert other.rig("status", "--quiet").returncode == 3
+        assert not (other.dir / "bench.env").exists()
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+        other.rig("down")
