@@ -68,6 +68,7 @@ class CloudEvents:
         self._seen: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
+        self._settled = threading.Event()  # subscribed, or refused: start() need not wait any longer
         self._connect_error: str | None = None
         self._client: mqtt.Client | None = None
 
@@ -107,6 +108,7 @@ class CloudEvents:
         client.on_disconnect = self._on_disconnect
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._subscribed.clear()
+        self._settled.clear()
         self._connect_error = None
         try:
             client.connect(self.broker.host, self.broker.port, keepalive=30)
@@ -117,13 +119,14 @@ class CloudEvents:
             ) from None
         client.loop_start()
         self._client = client
-        if not self._subscribed.wait(timeout):
-            reason = self._connect_error or "no subscription acknowledged"
+        self._settled.wait(timeout)
+        if not self._subscribed.is_set():
+            reason = self._connect_error or f"no subscription acknowledged within {timeout:g} s"
             self.stop()
             raise InfrastructureError(
-                f"cloud events: {self.broker} did not accept the subscription within {timeout:g} s ({reason}) "
-                f"— check that the policy of client id {self.cloud.client_id!r} allows subscribing to "
-                f"{PRESENCE}/#"
+                f"cloud events: {self.broker} did not let {self.cloud.client_id!r} watch ({reason}) — check "
+                f"that the broker trusts cloud.events.cert and that the client's policy allows subscribing "
+                f"to {PRESENCE}/#"
             )
         self.events.emit("cloud_watching", "cloud", broker=str(self.broker), topics=list(TOPICS))
 
@@ -176,6 +179,7 @@ class CloudEvents:
         if reason.is_failure:
             self._connect_error = f"broker refused the connection: {reason}"
             log.warning("cloud events: %s refused the connection: %s", self.broker, reason)
+            self._settled.set()
             return
         client.subscribe([(topic, 1) for topic in TOPICS])
 
@@ -185,13 +189,17 @@ class CloudEvents:
         refused = [str(r) for r in reasons if r.is_failure]
         if refused:
             self._connect_error = f"subscription refused ({', '.join(refused)})"
-            return
-        self._subscribed.set()
+        else:
+            self._subscribed.set()
+        self._settled.set()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
-        if self._client is not None:  # not our own stop()
+        if not self._subscribed.is_set():
+            self._connect_error = f"the broker closed the connection: {reason}"
+            self._settled.set()
+        elif self._client is not None:  # not our own stop()
             log.warning("cloud events: lost %s (%s); reconnecting", self.broker, reason)
             self.events.emit("cloud_lost", "cloud", broker=str(self.broker), reason=str(reason))
 
