@@ -296,15 +296,19 @@ def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
         waited = f" for {d.stall_seconds:g} s" if d.stall_seconds is not None else ""
         return (
             f"Stalled in {where}{after}: no byte and no alert from the {peer}{waited} "
-            f"({d.want_read_retries} re-entries waiting for input). "
+            f"({_plural(d.want_read_retries, 're-entry', 're-entries')} waiting for input). "
             f"Inbound so far: {_bytes_text(d.inbound_reads)}. "
             f"Compare with a passing log (`rig diff`) and look at the TCP receive path.{attempts}"
         )
     if d.outcome == "failed":
         error = f" with {d.error['name'] or 'error'} ({d.error['code']})" if d.error else ""
         alert = ""
-        if d.alert:
+        if d.alert and d.alert["description"] is not None:
             alert = f" Alert {d.alert['direction']}: level {d.alert['level']}, {d.alert['name'] or d.alert['description']}."
+        elif d.alert:
+            alert = (
+                f" An alert was {d.alert['direction']} (its description is not shown at this debug level)."
+            )
         advice = _ADVICE.get(d.category, "Look up the error code for this Mbed TLS version.")
         return f"Failed in {where}{error}: {_MEANING[d.category]}.{alert} {advice}{attempts}"
     waiting = " while waiting for input" if trace.waiting_for_input else ""
@@ -312,6 +316,10 @@ def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
         f"The log ends in {where}{waiting} with no error and no stall signature; "
         f"inbound {_bytes_text(d.inbound_reads)}. Capture more of the log to judge.{attempts}"
     )
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _previous_state(trace: HandshakeTrace) -> StateVisit | None:

@@ -35,6 +35,8 @@ class Step:
     alerts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     ending: str = "log ended"  # advanced | completed | failed | waiting | log ended
+    next_label: str | None = None  # the state it advanced to, at line next_line
+    next_line: int | None = None
 
     @property
     def key(self) -> tuple[int | None, str | None]:
@@ -65,6 +67,8 @@ class Step:
                 f"waited for input (in_left {wait[0]}, nb_want {wait[1]}) through {self.entries - 1} re-entries "
                 "with no byte; the log ends there"
             )
+        elif self.ending == "advanced":
+            parts.append(f"advanced to {self.next_label} at line {self.next_line}")
         elif self.ending == "log ended":
             parts.append("the log ends here")
         elif self.ending == "failed":
@@ -96,10 +100,13 @@ def steps_of(trace: HandshakeTrace) -> list[Step]:
                 current.entries += 1  # a re-entry (WANT_READ) or the 2.x ticket quirk: the same step
                 current.last_line = event.line_no
                 continue
+            step = Step(visit.number, visit.name, event.line_no, event.line_no, event.host_time)
             if current is not None:
                 current.ending = "advanced"
                 current.end_time = event.host_time
-            current = Step(visit.number, visit.name, event.line_no, event.line_no, event.host_time)
+                current.next_label = step.label
+                current.next_line = event.line_no
+            current = step
             steps.append(current)
             continue
         if current is None:

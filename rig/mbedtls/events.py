@@ -74,7 +74,7 @@ _ALERT_TYPE: Final = re.compile(r"got an alert message, type: \[(\d+):(\d+)\]")
 _FATAL_ALERT: Final = re.compile(r"is a fatal alert message \(msg (\d+)\)")
 _SEND_ALERT: Final = re.compile(r"send alert level=(\d+) message=(\d+)")
 _SUITE: Final = re.compile(
-    r"(?:chosen|selected|negotiated) ciphersuite:?\s+(?:0x)?([0-9a-fA-F]{4}\b)?[ ,(]*(TLS[-_][\w-]+)?"
+    r"(?:(?:chosen|selected|negotiated) ciphersuite:?|^ciphersuite =)\s+(?:0x)?([0-9a-fA-F]{4}\b)?[ ,(]*(TLS[-_][\w-]+)?"
 )
 _FLAGS: Final = re.compile(r"! Certificate verification flags\s+([0-9a-fA-F]+)")
 _SIZE: Final = re.compile(
@@ -113,7 +113,7 @@ def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
             return ("handshake_start" if head == "=> " else "handshake_end"), {}
         if rest == "handshake wrapup" and head == "<= ":
             return "handshake_done", {}
-        if rest.startswith("send alert"):
+        if head == "=> " and rest.startswith("send alert"):
             return "alert_sent", {}
         if rest.startswith("parse new session ticket"):
             return "new_session_ticket", {}
