@@ -11,7 +11,8 @@ mosquitto 2.0 refuses to run as root without a `user` to drop to, and loads its 
 after dropping privileges. So when this process is root the broker runs as `nobody` (sim-notes §8)
 from a private runtime folder in the system temp dir, owned by `nobody`, holding its configuration
 and copies of the CA, chain and server key: the sim's own folder may sit under a 0700 parent (pytest's
-tmp_path does) that `nobody` cannot enter. The folder is removed by `stop()`. `start()` returns when both listeners
+tmp_path does) that `nobody` cannot enter. The folder is removed by `stop()`, or, when the broker
+was stopped by its pid from another process, by the next `start()` in the same sim folder. `start()` returns when both listeners
 accept connections; `stop()` ends it (SIGTERM, then SIGKILL) and is safe to call twice. The pid is
 written to `DIR/mosquitto.pid` so a controller that did not start it can stop it.
 """
@@ -33,6 +34,7 @@ from rig.sim.pki import Pki
 
 MOSQUITTO = "mosquitto"
 _RUN_AS = "nobody"
+_RUNTIME_PREFIX = "rig-sim-broker-"
 
 
 class Broker:
@@ -44,6 +46,7 @@ class Broker:
         self.tls_port = tls_port
         self.plain_port = plain_port
         self.config_path = directory / "mosquitto.conf"
+        self.runtime_record = directory / "runtime-dir"
         self._runtime: Path | None = None
         self.log_path = directory / "mosquitto.log"
         self.pid_path = directory / "mosquitto.pid"
@@ -111,6 +114,7 @@ class Broker:
         if self._runtime is not None:
             shutil.rmtree(self._runtime, ignore_errors=True)
             self._runtime = None
+            self.runtime_record.unlink(missing_ok=True)
 
     def __enter__(self) -> Broker:
         return self
@@ -129,6 +133,20 @@ class Broker:
             ) from exc
         return _RUN_AS
 
+    def _remove_previous_runtime(self) -> None:
+        """Remove the runtime folder of an earlier broker of this sim that was stopped by its pid."""
+        if not self.runtime_record.is_file():
+            return
+        previous = Path(self.runtime_record.read_text(encoding="utf-8").strip())
+        if (
+            previous.name.startswith(_RUNTIME_PREFIX)
+            and previous.parent == Path(tempfile.gettempdir())
+            and previous.is_dir()
+            and not previous.is_symlink()
+        ):
+            shutil.rmtree(previous, ignore_errors=True)
+        self.runtime_record.unlink(missing_ok=True)
+
     def _prepare_runtime(self, user: str | None) -> Path:
         """Write the configuration where mosquitto, running as `user`, can read it and its files."""
         ca, chain, key = self.pki.device_ca_pem, self.pki.server_chain_pem, self.pki.server_key
@@ -136,8 +154,10 @@ class Broker:
             config = self.directory / "mosquitto.conf"
         else:
             entry = pwd.getpwnam(user)
-            runtime = Path(tempfile.mkdtemp(prefix=f"rig-sim-broker-{self.tls_port}-"))
+            self._remove_previous_runtime()
+            runtime = Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX))
             self._runtime = runtime
+            self.runtime_record.write_text(f"{runtime}\n", encoding="utf-8")
             copies = []
             for source in (ca, chain, key):
                 target = runtime / source.name
