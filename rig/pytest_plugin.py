@@ -1,18 +1,72 @@
-"""The rig's pytest plugin: command-line options and markers for HIL tests.
+"""The rig's pytest plugin: options, markers, the matrix's parametrization and order, fixtures, verdicts.
 
-Registered through the `pytest11` entry point, so any pytest run in an environment where `rig` is
-installed gets `--bench` and friends. Markers: `release`, `nightly`, and one per path of the bench
-file (`pytest -m satellite` runs the satellite column of the matrix).
+Registered through the `pytest11` entry point, so any pytest run where `rig` is installed gets `--bench`
+and friends. A thin wiring layer: the cells and their order are `rig.matrix`, one attempt is `rig.cell`,
+the bench session is `rig.session`, files and tables are `rig.report`.
+
+- A test that takes the `cell` fixture is parametrized with every variant file × every bench path (×
+  `--repeat`), ids like `tcp-rx-1024-satellite`. Each cell gets its path's marker (`pytest -m satellite`),
+  `nightly`, and `release` for variants with `release: true`; a cell whose variant expects
+  `fail <category>` on that path is a strict xfail that only an `HandshakeFailed` of that category satisfies.
+- Cells are reordered so each variant is programmed once and paths switch rarely (`rig.matrix.order_cells`).
+- `bench` (session): provider up if needed, lease, preflight — a failing preflight stops the run at once
+  with one message (exit 3) — and restore at the end. `cell`: the attempt prepared (image, path, reset).
+- A bench problem (`InfrastructureError`) is an *error*, in the terminal and in allure (broken), never a
+  failure; `rig.matrix.Cell` retries it once.
+- Every attempt's record goes to `<results>/<run-id>/cells.jsonl` as it ends; the evidence is attached
+  to allure; the terminal summary is the matrix table (with pass rates and flaky cells on repeats).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 
-from rig.config import DEFAULT_BENCH, load_bench
-from rig.errors import ConfigError
+from rig.cell import AttemptResult, CellBench, failure_type
+from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_bench, load_variants
+from rig.errors import ConfigError, InfrastructureError
+from rig.matrix import AttemptCounter, Cell, CellSpec, order_cells, plan
+from rig.report.attachments import attach_attempt, label_cell
+from rig.report.comparison import Side, write_comparison
+from rig.report.evidence import RunFolder
+from rig.report.records import Outcome, cell_id
+from rig.report.table import flaky_cells, matrix_table
+
+BenchFactory = Callable[[Path, pytest.Config], AbstractContextManager[CellBench]]
+
+CELL_KEY = pytest.StashKey["Cell"]()
+INFRA_KEY = pytest.StashKey[bool]()
+
+
+@dataclass
+class RigState:
+    """What the plugin keeps for one pytest session."""
+
+    bench_path: Path | None
+    bench: Loaded[BenchConfig] | None
+    results: Path
+    run: RunFolder | None = None
+    counter: AttemptCounter = field(default_factory=AttemptCounter)
+    passing: dict[str, AttemptResult] = field(default_factory=dict)  # variant → a completed attempt
+
+    def run_folder(self) -> RunFolder:
+        if self.run is None:
+            self.run = RunFolder(self.results)
+        return self.run
+
+
+STATE_KEY = pytest.StashKey[RigState]()
+
+
+# ------------------------------------------------------------------------------------------ options
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,7 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bench",
         default=None,
         metavar="FILE",
-        help=f"bench file to run on (default {DEFAULT_BENCH}, the simulated bench)",
+        help=f"bench file to run on (default {DEFAULT_BENCH}, the simulated bench, started if needed)",
     )
     group.addoption(
         "--variants", default=None, metavar="A,B", help="only these variants (names, comma-separated)"
@@ -34,7 +88,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="folder of variant files (default firmware_configs)",
     )
     group.addoption("--repeat", type=int, default=1, metavar="N", help="run every cell N times")
-    group.addoption("--results", default="results", metavar="DIR", help="evidence folder (default results)")
+    group.addoption(
+        "--results", default="results", metavar="DIR", help="evidence folder: DIR/<run-id>/ (default results)"
+    )
 
 
 def bench_file(config: pytest.Config) -> Path | None:
@@ -46,15 +102,243 @@ def bench_file(config: pytest.Config) -> Path | None:
     return default if default.is_file() else None
 
 
+def _existing(config: pytest.Config, option: str) -> Path:
+    """A path option as given (relative to the current folder), else relative to the repository."""
+    value = Path(config.getoption(option))
+    if value.is_absolute() or value.exists():
+        return value
+    rooted = Path(config.rootpath) / value
+    return rooted if rooted.exists() else value
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "release: cells of variants marked `release: true`")
     config.addinivalue_line("markers", "nightly: part of the nightly bench run")
     path = bench_file(config)
-    if path is None:
+    bench = None
+    if path is not None:
+        try:
+            bench = load_bench(path)
+        except ConfigError as exc:
+            raise pytest.UsageError("\n".join(exc.lines())) from None
+        for name, spec in bench.model.paths.items():
+            config.addinivalue_line("markers", f"{name}: cells on the {name} path ({spec.rtt_ms:g} ms RTT)")
+    if config.getoption("--repeat") < 1:
+        raise pytest.UsageError("--repeat must be at least 1")
+    if bench is not None and config.getoption("--paths"):
+        _names(config, "--paths", list(bench.model.paths), "path")
+    if config.getoption("--variants"):
+        try:
+            variants = load_variants(_existing(config, "--firmware-dir"))
+        except ConfigError as exc:
+            raise pytest.UsageError("\n".join(exc.lines())) from None
+        _names(config, "--variants", [v.model.name for v in variants], "variant")
+    config.stash[STATE_KEY] = RigState(path, bench, Path(config.getoption("--results")))
+
+
+# ------------------------------------------------------------------------------------- the matrix
+
+
+def _names(config: pytest.Config, option: str, known: list[str], what: str) -> list[str]:
+    value = config.getoption(option)
+    if not value:
+        return known
+    wanted = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise pytest.UsageError(f"{option}: unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
+    return [n for n in known if n in wanted]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" not in metafunc.fixturenames:
         return
+    config = metafunc.config
+    state = config.stash[STATE_KEY]
+    if state.bench is None:
+        raise pytest.UsageError(f"no bench file: give --bench FILE (the default {DEFAULT_BENCH} is missing)")
     try:
-        bench = load_bench(path)
+        variants: list[Loaded[VariantConfig]] = load_variants(_existing(config, "--firmware-dir"))
     except ConfigError as exc:
         raise pytest.UsageError("\n".join(exc.lines())) from None
-    for name, spec in bench.model.paths.items():
-        config.addinivalue_line("markers", f"{name}: cells on the {name} path ({spec.rtt_ms:g} ms RTT)")
+    chosen = set(_names(config, "--variants", [v.model.name for v in variants], "variant"))
+    paths = _names(config, "--paths", list(state.bench.model.paths), "path")
+    specs = plan([v for v in variants if v.model.name in chosen], paths, config.getoption("--repeat"))
+    metafunc.parametrize("cell", [pytest.param(s, id=s.id, marks=_marks(s)) for s in specs], indirect=True)
+
+
+def _marks(spec: CellSpec) -> list[pytest.MarkDecorator]:
+    marks = [getattr(pytest.mark, spec.path), pytest.mark.nightly]
+    if spec.variant.model.release:
+        marks.append(pytest.mark.release)
+    expectation = spec.expectation
+    if expectation.outcome == "fail" and expectation.category:
+        marks.append(
+            pytest.mark.xfail(
+                strict=True,
+                raises=failure_type(expectation.category),
+                reason=f"{spec.variant.source.display}: expect.{spec.path} = fail {expectation.category}",
+            )
+        )
+    return marks
+
+
+def _spec_of(item: pytest.Item) -> CellSpec | None:
+    callspec = getattr(item, "callspec", None)
+    spec = callspec.params.get("cell") if callspec is not None else None
+    return spec if isinstance(spec, CellSpec) else None
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    state = config.stash[STATE_KEY]
+    if state.bench is None:
+        return
+    cells = [i for i in items if _spec_of(i) is not None]
+    if not cells:
+        return
+    first = items.index(cells[0])
+    before = [i for i in items[:first] if _spec_of(i) is None]
+    after = [i for i in items[first:] if _spec_of(i) is None]
+
+    def spec_of(item: pytest.Item) -> CellSpec:
+        spec = _spec_of(item)
+        assert spec is not None
+        return spec
+
+    bench = state.bench.model
+    ordered = order_cells(cells, spec_of, paths=list(bench.paths), baseline=bench.baseline)
+    items[:] = before + ordered + after
+
+
+# ------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def rig_bench_factory() -> BenchFactory:
+    """How the session's bench is opened; a test suite may override it (the rig's own plugin tests do)."""
+    from rig.session import open_bench
+
+    return open_bench
+
+
+@pytest.fixture(scope="session")
+def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> Iterator[CellBench]:
+    """The bench for the whole session: provided if needed, leased, preflighted; restored at the end."""
+    state = request.config.stash[STATE_KEY]
+    if state.bench_path is None:
+        raise pytest.UsageError(f"no bench file: give --bench FILE (the default {DEFAULT_BENCH} is missing)")
+    context = rig_bench_factory(state.bench_path, request.config)
+    try:
+        opened = context.__enter__()
+    except InfrastructureError as exc:
+        pytest.exit(f"bench {state.bench_path} is not usable: {exc}", returncode=3)
+    except ConfigError as exc:
+        pytest.exit("\n".join(exc.lines()), returncode=2)
+    request.addfinalizer(lambda: context.__exit__(None, None, None))
+    yield opened
+
+
+@pytest.fixture
+def cell(request: pytest.FixtureRequest, bench: CellBench) -> Iterator[Cell]:
+    """One cell ready to run: image on the DUT, path selected, capture running, DUT reset."""
+    spec: CellSpec = request.param
+    state = request.config.stash[STATE_KEY]
+    the_cell = Cell(spec, bench, state.run_folder(), state.counter)
+    request.node.stash[CELL_KEY] = the_cell
+    label_cell(spec.name, spec.path)
+    request.addfinalizer(the_cell.close)
+    the_cell.prepare()
+    yield the_cell
+
+
+# ------------------------------------------------------------------------------------- outcomes
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report: pytest.TestReport = yield
+    the_cell = item.stash.get(CELL_KEY, None)
+    infrastructure = call.excinfo is not None and isinstance(call.excinfo.value, InfrastructureError)
+    if infrastructure:
+        report.user_properties.append(("rig_infrastructure", True))
+        item.stash[INFRA_KEY] = True
+    if the_cell is None or the_cell.attempt is None:
+        return report
+    if (report.when == "setup" and report.failed) or report.when == "call":
+        outcome = _outcome(report, infrastructure)
+        _add_comparison(item.config.stash[STATE_KEY], the_cell)
+        the_cell.close()
+        the_cell.write_record(outcome)
+        for record in the_cell.records:
+            attach_attempt(Path(record.evidence), record.attempt)
+    return report
+
+
+def _outcome(report: pytest.TestReport, infrastructure: bool) -> Outcome:
+    if infrastructure:
+        return "error"
+    if report.when == "setup":
+        return "error"
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.failed and str(report.longrepr).startswith("[XPASS(strict)]"):
+        return "xpassed"
+    return "passed" if report.passed else "failed"
+
+
+def _add_comparison(state: RigState, the_cell: Cell) -> None:
+    """A failing attempt gets the timeline chart and the diff beside the run's passing one."""
+    result = the_cell.result
+    if result is None or result.parser is None or result.verdict in ("error", "not run"):
+        return
+    if result.completed:
+        state.passing.setdefault(result.variant, result)
+        return
+    reference = state.passing.get(result.variant)
+    write_comparison(
+        result.folder,
+        _side(result),
+        _side(reference) if reference is not None else None,
+        title=f"{result.variant}: {result.path} ({result.verdict}) beside "
+        + (f"{reference.path} (completed)" if reference is not None else "no passing attempt in this run"),
+    )
+
+
+def _side(result: AttemptResult) -> Side:
+    assert result.parser is not None
+    label = f"{cell_id(result.variant, result.path)} attempt {result.attempt}"
+    return Side(label, result.parser.trace, result.summary or result.verdict, result.verdict_time)
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A bench problem is an error (E), whatever phase it happened in — never a firmware failure."""
+    if report.failed and ("rig_infrastructure", True) in getattr(report, "user_properties", ()):
+        return "error", "E", "ERROR"
+    return None
+
+
+# ------------------------------------------------------------------------------------- summary
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or state.run is None:
+        return
+    records = state.run.cells.read()
+    if not records:
+        return
+    width = max(100, int(os.environ.get("COLUMNS", "0") or 0), terminalreporter._tw.fullwidth)
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, force_terminal=terminalreporter.hasmarkup, highlight=False)
+    bench = state.bench.model.name if state.bench else "?"
+    console.print(matrix_table(records, title=f"HIL matrix on bench `{bench}` (run {state.run.run_id})"))
+    flaky = flaky_cells(records)
+    if flaky:
+        names = ", ".join(f"{s.variant}-{s.path}" for s in flaky)
+        console.print(f"[bold red]flaky cells:[/] {names}")
+    console.print(f"evidence: {state.run.root}  (cells.jsonl: one line per attempt)")
+    terminalreporter.section("rig")
+    for line in buffer.getvalue().rstrip("\n").splitlines():
+        terminalreporter.write_line(line)

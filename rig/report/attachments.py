@@ -54,3 +54,11 @@ def attach_attempt(folder: Path, attempt: int) -> list[str]:
                 )
                 attached.append(f"{files.PROGRAMMER_DIR}/{output.name}")
     return attached
+
+
+def label_cell(variant: str, path: str) -> None:
+    """Group the allure report by variant (feature) and path (story)."""
+    feature: Callable[..., Any] = allure.dynamic.feature
+    story: Callable[..., Any] = allure.dynamic.story
+    feature(variant)
+    story(path)

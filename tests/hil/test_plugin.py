@@ -1,0 +1,177 @@
+"""The pytest plugin, run inside pytest (pytester) on a scripted bench: what a HIL user relies on."""
+
+from __future__ import annotations
+
+from conftest import Project
+
+BASIC = """{
+    "tcp-rx-1024": Script(COMPLETED),
+    ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12),
+    "tcp-rx-1460": Script(COMPLETED),
+    "mbedtls-in-4096": Script(RECORD_TOO_BIG),
+}"""
+
+
+def incident_variants(project: Project) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    project.variant("tcp-rx-1460", release=True)
+    project.variant("mbedtls-in-4096", **{"*": "fail record_or_buffer_size"})
+
+
+def test_options_are_listed_in_help_under_the_rig_group(project: Project) -> None:
+    result = project.pytester.runpytest("--help")
+    text = result.stdout.str()
+    for option in (
+        "--bench=FILE",
+        "--variants=A,B",
+        "--paths=A,B",
+        "--firmware-dir=DIR",
+        "--repeat=N",
+        "--results=DIR",
+    ):
+        assert option in text
+
+
+def test_one_marker_per_bench_path_plus_release_and_nightly_is_registered(project: Project) -> None:
+    result = project.run("--markers")
+    text = result.stdout.str()
+    assert "@pytest.mark.landline: cells on the landline path (30 ms RTT)" in text
+    assert "@pytest.mark.satellite: cells on the satellite path (600 ms RTT)" in text
+    assert "@pytest.mark.release:" in text and "@pytest.mark.nightly:" in text
+
+
+def test_the_matrix_is_every_variant_times_every_path_with_readable_ids(project: Project) -> None:
+    incident_variants(project)
+    project.scripts(BASIC)
+    result = project.run("--collect-only", "-q")
+    ids = [line.split("[", 1)[1].rstrip("]") for line in result.stdout.lines if "::" in line]
+    assert sorted(ids) == sorted(
+        f"{v}-{p}"
+        for v in ("tcp-rx-1024", "tcp-rx-1460", "mbedtls-in-4096")
+        for p in ("landline", "satellite")
+    )
+
+
+def test_minus_m_satellite_runs_only_the_satellite_column(project: Project) -> None:
+    incident_variants(project)
+    project.scripts(BASIC)
+    result = project.run("-m", "satellite", "--collect-only", "-q")
+    ids = [line.split("[", 1)[1].rstrip("]") for line in result.stdout.lines if "::" in line]
+    assert sorted(ids) == ["mbedtls-in-4096-satellite", "tcp-rx-1024-satellite", "tcp-rx-1460-satellite"]
+
+
+def test_minus_m_release_runs_only_release_variants(project: Project) -> None:
+    incident_variants(project)
+    project.scripts(BASIC)
+    result = project.run("-m", "release", "--collect-only", "-q")
+    ids = [line.split("[", 1)[1].rstrip("]") for line in result.stdout.lines if "::" in line]
+    assert sorted(ids) == ["tcp-rx-1460-landline", "tcp-rx-1460-satellite"]
+
+
+def test_an_unknown_variant_name_is_a_usage_error_listing_the_known_ones(project: Project) -> None:
+    incident_variants(project)
+    project.scripts(BASIC)
+    result = project.run("--variants", "tcp-rx-999")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        ["*--variants: unknown variant tcp-rx-999 (known: mbedtls-in-4096, tcp-rx-1024, tcp-rx-1460)*"]
+    )
+
+
+def test_each_variant_is_programmed_once_and_paths_switch_once_per_variant(project: Project) -> None:
+    incident_variants(project)
+    project.scripts(BASIC)
+    result = project.run("--repeat", "2")
+    result.assert_outcomes(passed=6, xfailed=6)
+    actions = [a for a in project.actions() if not a.startswith("reset")]
+    programs = [a for a in actions if a.startswith("program")]
+    assert sorted(programs) == ["program mbedtls-in-4096", "program tcp-rx-1024", "program tcp-rx-1460"]
+    assert len([a for a in actions if a.startswith("path")]) == 3
+    assert actions[0] == "open" and actions[-1] == "restore"
+
+
+def test_strict_xfail_passes_only_when_the_cell_fails_with_the_expected_category(project: Project) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    project.variant("wrong-category", satellite="fail x509_verify_failed")
+    project.variant("fixed-already", satellite="fail stall_want_read")
+    project.scripts(
+        """{
+        "tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12),
+        "wrong-category": Script(COMPLETED), ("wrong-category", "satellite"): Script(STALLED_AT_12),
+        "fixed-already": Script(COMPLETED),
+    }"""
+    )
+    result = project.run("--paths", "satellite", "-rxXf")
+    result.assert_outcomes(xfailed=1, failed=2)
+    text = result.stdout.str()
+    assert "XPASS(strict)" in text and "fixed-already-satellite" in text
+    assert (
+        "FAILED test_handshake.py::test_handshake_completes_and_mqtt_connects[wrong-category-satellite]"
+        in text
+    )
+    outcomes = {(c["variant"], c["outcome"]) for c in project.cells()}
+    assert outcomes == {
+        ("tcp-rx-1024", "xfailed"),
+        ("wrong-category", "failed"),
+        ("fixed-already", "xpassed"),
+    }
+
+
+def test_a_failure_message_is_the_diagnosis_summary(project: Project) -> None:
+    project.variant("tcp-rx-1024")
+    project.scripts('{"tcp-rx-1024": Script(STALLED_AT_12)}')
+    result = project.run("--paths", "satellite")
+    result.assert_outcomes(failed=1)
+    summary = project.cells()[0]["summary"]
+    assert isinstance(summary, str) and "SERVER_CHANGE_CIPHER_SPEC" in summary
+    assert f"HandshakeFailed_stall_want_read: {summary}" in result.stdout.str()
+
+
+def test_a_bench_problem_is_an_error_not_a_failure_after_one_retry(project: Project) -> None:
+    project.variant("tcp-rx-1460")
+    project.scripts('{"tcp-rx-1460": Script(COMPLETED, reset_faults=2)}')
+    result = project.run("--paths", "landline")
+    result.assert_outcomes(errors=1)
+    cells = project.cells()
+    assert [(c["attempt"], c["outcome"]) for c in cells] == [(1, "error"), (2, "error")]
+    assert cells[1]["error"] == "programmer ICD4 BURSIM000001: Connection Failed. — replug the tool"
+    assert project.actions().count("reset-fault") == 2
+
+
+def test_a_bench_problem_cleared_by_the_retry_leaves_the_cell_passed(project: Project) -> None:
+    project.variant("tcp-rx-1460")
+    project.scripts('{"tcp-rx-1460": Script(COMPLETED, reset_faults=1)}')
+    result = project.run("--paths", "landline")
+    result.assert_outcomes(passed=1)
+    assert [(c["attempt"], c["outcome"]) for c in project.cells()] == [(1, "error"), (2, "passed")]
+
+
+def test_a_bench_failing_preflight_stops_the_run_at_once_with_one_message(project: Project) -> None:
+    incident_variants(project)
+    project.scripts(BASIC, preflight="router: connection refused (127.0.0.1:2222)")
+    result = project.run()
+    assert result.ret == 3
+    text = result.stdout.str()
+    assert text.count("preflight failed") == 1
+    assert "bench benches/bench.yaml is not usable: preflight failed — router: connection refused" in text
+    assert project.actions() == []
+
+
+def test_cells_jsonl_has_each_attempt_as_soon_as_it_ends(project: Project) -> None:
+    project.variant("tcp-rx-1460")
+    project.scripts('{"tcp-rx-1460": Script(COMPLETED)}')
+    project.pytester.makepyfile(
+        test_zz_after="""
+        import json, pathlib
+        def test_zz_reads_the_record_of_the_cell_before():
+            run = sorted(p for p in pathlib.Path("results").iterdir() if not p.is_symlink())[-1]
+            lines = (run / "cells.jsonl").read_text().splitlines()
+            assert [json.loads(l)["path"] for l in lines] == ["landline", "satellite"]
+        """
+    )
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    cells = project.cells()
+    assert cells[0]["verdict"] == "completed" and cells[0]["programmed"] is True
+    assert cells[1]["programmed"] is False  # already on the DUT
+    assert set(cells[0]["seconds"]) == {"program", "path", "reset_to_verdict"}
