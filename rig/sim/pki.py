@@ -15,6 +15,17 @@ This module reproduces that shape with `cryptography`:
 coalesced first flight is about 5.4 KB, like the 5411-byte record seen from AWS (bench.md §6): the
 leaf carries the region's service names as SANs, as AWS's wildcard certificate does.
 Everything is idempotent: existing files are reused, so device images built earlier stay valid.
+
+The resulting first flight, as a client choosing x25519 receives it (offsets in the TCP stream from
+the server; measured with the stand-in, the random serials may move the later bytes by one):
+
+    0..4        record header (type 22, length 5420)
+    5..101      ServerHello: session id length at 43, session id 44..75 (parsed, never signed)
+    102..5068   Certificate: leaf DER 112..2586, intermediate 2590..3751, cross-signed root 3755..5068
+                (parsed by the client, never verified: its chain ends at the trusted root first)
+    5069..5368  ServerKeyExchange (signed: a corruption here fails the client at state 4)
+    5369..5420  CertificateRequest: cert types 5379..5381 (parsed, not signed)
+    5421..5424  ServerHelloDone
 """
 
 from __future__ import annotations
