@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # Time for one preflight probe of the UART or the cloud broker.
 PROBE_TIMEOUT_S = 10.0
+# A UART that does not open within this time is reported (the driver retries with back-off meanwhile).
+UART_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,13 @@ class CheckResult:
     ok: bool
     detail: str
     seconds: float
+
+
+def _relative_to(location: str, folder: Path) -> str:
+    """A relative file path in a bench file is relative to the file's folder (URLs are left alone)."""
+    if "://" in location or Path(location).expanduser().is_absolute():
+        return str(Path(location).expanduser()) if "://" not in location else location
+    return str(folder / location)
 
 
 def default_state_dir(config: BenchConfig) -> Path:
@@ -81,9 +90,15 @@ class Bench:
         self.state_dir = default_state_dir(self.config)
         dut = self.config.dut
         self.lease = BenchLease(self.state_dir, self.config.name, purpose, events=self.events)
-        self.uart = Uart(dut.uart.url, dut.uart.baud, events=self.events, name="uart")
+        folder = loaded.path.resolve().parent
+        self.uart = Uart(_relative_to(dut.uart.url, folder), dut.uart.baud, events=self.events, name="uart")
         self.router = Router(self.config, events=self.events, state_dir=self.state_dir)
-        self.programmer: Programmer = make_programmer(self.config.programmer, dut.part, events=self.events)
+        programmer = self.config.programmer
+        if "/" in programmer.executable:
+            programmer = programmer.model_copy(
+                update={"executable": _relative_to(programmer.executable, folder)}
+            )
+        self.programmer: Programmer = make_programmer(programmer, dut.part, events=self.events)
         self.cloud: CloudEvents | None = (
             CloudEvents(self.config.cloud, events=self.events) if self.config.cloud.events else None
         )
@@ -153,7 +168,9 @@ class Bench:
         Works inside `with bench` (checks the open parts) and outside (opens each briefly). Never raises
         for a part's problem: each is a failed `CheckResult` whose detail says what to check.
         """
+        provider = [self._check("provider", self._check_provider)] if self.config.provider else []
         return [
+            *provider,
             self._check("lease", self._check_lease),
             self._check("programmer", self._check_programmer),
             self._check("uart", self._check_uart),
@@ -172,6 +189,15 @@ class Bench:
         self.events.emit("preflight", "bench", part=part, ok=ok, detail=detail)
         return result
 
+    def _check_provider(self) -> str:
+        assert self.config.provider is not None
+        if not provider_is_up(self.loaded.path):
+            up = " ".join(self.config.provider.up)
+            raise InfrastructureError(
+                f"down: provider.status says it is not running — bring it up with `{up}`"
+            )
+        return "up (provider.status)"
+
     def _check_lease(self) -> str:
         if self.lease.held:
             return "held by this run"
@@ -181,7 +207,7 @@ class Bench:
         return "free"
 
     def _check_programmer(self) -> str:
-        exe = self.config.programmer.executable
+        exe = getattr(self.programmer, "config", self.config.programmer).executable
         found = shutil.which(exe)
         if found is None:
             raise InfrastructureError(
@@ -192,8 +218,8 @@ class Bench:
     def _check_uart(self) -> str:
         if self.uart.alive:
             return f"{self.uart.url} open, {self.uart.bytes_read} bytes read"
-        probe = Uart(self.uart.url, self.uart.baud, reconnect=False, name="uart-probe")
-        probe.open(timeout=PROBE_TIMEOUT_S)
+        probe = Uart(self.uart.url, self.uart.baud, reconnect=False, name="uart")
+        probe.open(timeout=UART_PROBE_TIMEOUT_S)
         probe.close()
         return f"{self.uart.url} opens"
 
