@@ -171,3 +171,38 @@ def test_mbedtls_client_without_sni_receives_unrecognized_name(
     cloud = start_cloud()
     out = run_client(mbedtls_client, cloud.port, sim_pki, sni="-")
     assert (out["result"], out["alert"]) == ("alert", "112")
+
+
+@pytest.mark.parametrize(
+    ("where", "offsets"),
+    [
+        ("session id", "50,51"),
+        ("cross-signed root signature", "5000,5001"),
+        ("certificate types", "5379,5380"),
+    ],
+)
+def test_corruption_the_client_never_verifies_reaches_state_12_and_fails_at_the_server(
+    start_cloud: StartCloud, sim_pki: Pki, mbedtls_client: Path, where: str, offsets: str
+) -> None:
+    cloud = start_cloud(mode="alert")
+    out = run_client(mbedtls_client, cloud.port, sim_pki, corrupt=offsets)
+    assert (out["result"], out["alert"], int(out["state"])) == ("alert", "51", SERVER_CHANGE_CIPHER_SPEC), (
+        where
+    )
+    assert cloud.wait_records(1)[0]["error"] == "BAD_SIGNATURE"
+
+
+def test_corruption_inside_the_leaf_certificate_fails_the_client_before_its_finished(
+    start_cloud: StartCloud, sim_pki: Pki, mbedtls_client: Path
+) -> None:
+    cloud = start_cloud(mode="silent")
+    out = run_client(mbedtls_client, cloud.port, sim_pki, corrupt="300,301")
+    # The leaf's signature no longer verifies: MBEDTLS_ERR_X509_CERT_VERIFY_FAILED in state 3
+    # (server certificate), and the client tells the server so.
+    assert (out["result"], out["ret"], out["state"]) == ("error", "-0x2700", "3")
+    record = cloud.wait_records(1)[0]
+    assert (record["handshake"], record["error"], record["alert"]) == (
+        "failed",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        None,
+    )
