@@ -415,6 +415,13 @@ class LogParser:
                 trace.alerts.append(alert)
         elif kind == "close_notify":
             trace.eof = True
+        elif kind == "new_session_ticket":
+            # 2.x/3.0/3.1 clients print `client state: 12` before switching to SERVER_NEW_SESSION_TICKET
+            # (ssl_cli.c): the step that parses the ticket is really state 17.
+            last = trace.last_state
+            ticket = tables.state_number("SERVER_NEW_SESSION_TICKET", self.version)
+            if last is not None and last.number == 12 and last.printed == "number" and ticket == 17:
+                last.number, last.name = ticket, tables.state_name(ticket, self.version)
         elif kind == "ciphersuite":
             trace.ciphersuite = str(data["name"] or data["id"])
         elif kind == "protocol":
