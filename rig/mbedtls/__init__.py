@@ -54,7 +54,8 @@ from rig.mbedtls.categories import CATEGORIES, CATEGORY_MEANING, Category
 from rig.mbedtls.diagnose import Diagnosis, diagnose_lines, diagnose_parser
 from rig.mbedtls.diff import Step, TraceDiff, diff_traces, steps_of
 from rig.mbedtls.events import Event
-from rig.mbedtls.trace import Alert, ErrorReturn, HandshakeTrace, LogParser, Record, StateVisit
+from rig.mbedtls.parser import LogParser
+from rig.mbedtls.trace import Alert, ErrorReturn, HandshakeTrace, Record, StateVisit
 
 __all__ = [
     "CATEGORIES",

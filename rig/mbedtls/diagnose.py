@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from rig.mbedtls import tables
 from rig.mbedtls.categories import Category
-from rig.mbedtls.trace import HandshakeTrace, LogParser, StateVisit
+from rig.mbedtls.parser import LogParser
+from rig.mbedtls.trace import HandshakeTrace, StateVisit
 
 Outcome = Literal["completed", "failed", "stalled", "incomplete"]
 

@@ -1,0 +1,337 @@
+"""The incremental parser: feed UART lines, read the handshake trace at any moment.
+
+`LogParser.feed(line)` runs one line through the lexer (prefix stripping), the event classifier
+and the version fingerprint, and folds the events into the current `HandshakeTrace`. A log may
+hold several handshakes (firmware that retries): a new trace starts at `=> handshake` after a
+finished or failed one, or when the state goes back to HELLO_REQUEST/CLIENT_HELLO after it had
+advanced. Application lines are counted and lend their timestamps as host time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from rig.mbedtls import tables
+from rig.mbedtls.events import Event, classify
+from rig.mbedtls.lexer import LogLine, clean, split_line
+from rig.mbedtls.trace import NOT_FATAL, Alert, ErrorReturn, HandshakeTrace, Record, StateVisit
+from rig.mbedtls.versions import VersionFingerprint
+
+if TYPE_CHECKING:
+    from rig.mbedtls.diagnose import Diagnosis
+
+_TLS13_ONLY_STATES = ("ENCRYPTED_EXTENSIONS", "HELLO_RETRY_REQUEST", "TLS1_3_", "END_OF_EARLY_DATA", "_CCS_")
+_RESTART_STATES = frozenset({tables.HELLO_REQUEST, tables.CLIENT_HELLO})
+
+
+class LogParser:
+    """Incremental Mbed TLS log parser: `feed` lines, read `trace`, ask `verdict` at any moment."""
+
+    def __init__(self, mbedtls_version: str | None = None) -> None:
+        self.version_override = mbedtls_version
+        self.fingerprint = VersionFingerprint()
+        self.attempts: list[HandshakeTrace] = [HandshakeTrace()]
+        self.line_no = 0
+        self.counts: dict[str, int] = {"lines": 0, "mbedtls": 0, "app": 0, "blank": 0, "unknown": 0}
+        self.last_time: float | None = None
+        self._resolved_version: str | None = None  # the fingerprint guess the names were resolved with
+        self._pending: tuple[LogLine, int, float | None] | None = None  # a message cut by a hard wrap
+
+    # --- reading --------------------------------------------------------------------------------
+
+    @property
+    def trace(self) -> HandshakeTrace:
+        """The current (last) handshake attempt."""
+        return self.attempts[-1]
+
+    @property
+    def version(self) -> str | None:
+        """The Mbed TLS version: the override given, else the fingerprint's best guess."""
+        return self.version_override or self.fingerprint.best
+
+    def verdict(self, now: float | None = None, stall_after: float | None = None) -> Diagnosis:
+        """A provisional diagnosis of the current attempt (see `rig.mbedtls.diagnose`)."""
+        from rig.mbedtls.diagnose import diagnose_parser
+
+        return diagnose_parser(self, now=now, stall_after=stall_after)
+
+    # --- feeding --------------------------------------------------------------------------------
+
+    def feed_all(self, lines: Iterable[str | bytes]) -> None:
+        """Feed every line of an iterable of str/bytes lines."""
+        feed = self.feed
+        for line in lines:
+            feed(line)
+
+    def feed(self, line: str | bytes, host_time: float | None = None) -> list[Event]:
+        """Parse one physical line; return the events it produced (often none)."""
+        self.line_no += 1
+        counts = self.counts
+        counts["lines"] += 1
+        parsed = split_line(line)
+        kind = parsed.kind
+        stamp = host_time if host_time is not None else parsed.host_time
+        if stamp is not None:
+            self.last_time = stamp
+        else:
+            stamp = self.last_time
+        if kind != "mbedtls":
+            counts[kind] += 1
+            if self._pending is not None and kind == "unknown":
+                return self._join_wrapped(clean(line).strip())
+            self._pending = None
+            return []
+        counts["mbedtls"] += 1
+        self._pending = None
+        message = parsed.message
+        if len(message) > 6 and message[4] == ":" and message[5] == " ":
+            return []  # a hex-dump row: its ASCII column may contain anything
+        file = parsed.file
+        if file is not None:
+            if file not in self.fingerprint.files:
+                self.fingerprint.observe_file(file)
+            if file == "ssl_tls.c" and message == "=> fetch input":
+                self.fingerprint.observe_fetch_in_ssl_tls()
+        result = classify(message)
+        if result is None:
+            if _looks_cut(message):
+                self._pending = (parsed, self.line_no, stamp)
+            return []
+        event = Event(result[0], self.line_no, stamp, result[1])
+        self._note_version(event, parsed)
+        self._apply(event)
+        return [event]
+
+    def _join_wrapped(self, continuation: str) -> list[Event]:
+        assert self._pending is not None
+        parsed, line_no, stamp = self._pending
+        self._pending = None
+        result = classify(parsed.message + continuation)
+        if result is None:
+            return []
+        event = Event(result[0], line_no, stamp, result[1])
+        self._note_version(event, parsed)
+        self._apply(event)
+        return [event]
+
+    def _note_version(self, event: Event, parsed: LogLine) -> None:
+        if self.version_override is not None:
+            return
+        kind = event.kind
+        if kind == "state":
+            data = event.data
+            if "from" in data:
+                self.fingerprint.observe_style("transition")
+            elif data["name"] is not None:
+                self.fingerprint.observe_style(
+                    "name_number_state" if data["number"] is not None else "name_state"
+                )
+            elif parsed.file is not None and parsed.source_line is not None and not data["tls13"]:
+                self.fingerprint.observe_line(parsed.file, f"{data['role']}_state", parsed.source_line)
+        elif kind == "handshake_start" and parsed.file is not None and parsed.source_line is not None:
+            self.fingerprint.observe_line(parsed.file, "handshake_start", parsed.source_line)
+        elif kind == "record_in" and event.data.get("hex_version"):
+            self.fingerprint.observe_style("hex_record_version")
+        best = self.fingerprint.best
+        if best != self._resolved_version:
+            self._resolved_version = best
+            self._resolve_states()
+
+    def _resolve_states(self) -> None:
+        version = self.version
+        for trace in self.attempts:
+            for visit in trace.states:
+                _resolve(visit, version)
+            for error in trace.errors:
+                error.name = tables.error_name(error.code, version)
+
+    def _new_attempt(self) -> HandshakeTrace:
+        trace = HandshakeTrace(attempt=len(self.attempts) + 1)
+        self.attempts.append(trace)
+        return trace
+
+    def _apply(self, event: Event) -> None:
+        trace = self.attempts[-1]
+        kind = event.kind
+        data = event.data
+        line_no = event.line_no
+        stamp = event.host_time
+        if kind == "handshake_start":
+            if trace.finished:
+                trace = self._new_attempt()
+            trace.handshake_entries += 1
+        elif kind == "state":
+            name, number = data["name"], data["number"]
+            visit = StateVisit(
+                number if isinstance(number, int) else None,
+                "MBEDTLS_SSL_" + str(name).removeprefix("MBEDTLS_SSL_") if name is not None else None,
+                line_no,
+                stamp,
+                "both"
+                if name is not None and number is not None
+                else ("name" if name is not None else "number"),
+            )
+            _resolve(visit, self.version)
+            if data.get("role") is not None:
+                trace.role = str(data["role"])
+            if data.get("tls13") or (visit.name and any(s in visit.name for s in _TLS13_ONLY_STATES)):
+                trace.tls13 = True
+            previous = trace.last_state
+            if (
+                visit.name in _RESTART_STATES
+                and any(v.number is not None and v.number > 1 for v in trace.states[-3:])
+                and previous is not None
+            ):
+                moved = (
+                    trace.events[-1:] if trace.events and trace.events[-1].kind == "handshake_start" else []
+                )
+                if moved:
+                    trace.events.pop()
+                trace = self._new_attempt()
+                trace.events.extend(moved)
+                trace.handshake_entries += len(moved)
+                previous = None
+            if previous is not None and previous.number == visit.number and previous.name == visit.name:
+                if trace._bytes_since_visit:
+                    trace.want_read_retries = 0
+                else:
+                    trace.want_read_retries += 1
+            else:
+                trace.want_read_retries = 0
+                trace.last_progress_time = stamp
+                trace.last_progress_line = line_no
+                trace.step_errors = []
+                trace.waiting_for_input = False
+            trace._bytes_since_visit = False
+            trace.states.append(visit)
+            if visit.name == tables.HANDSHAKE_OVER:
+                trace.completed = True
+        elif kind == "fetch_wait":
+            in_left, nb_want = data["in_left"], data["nb_want"]
+            if not (isinstance(in_left, int) and isinstance(nb_want, int)) or in_left < nb_want:
+                trace.waiting_for_input = True
+                trace.last_wait_line = line_no
+        elif kind == "recv":
+            value = int(str(data["value"]))
+            if value > 0:
+                trace.inbound_reads.append(value)
+                trace.waiting_for_input = False
+                trace._bytes_since_visit = True
+                trace.last_progress_time = stamp
+                trace.last_progress_line = line_no
+            elif value == 0:
+                trace.eof = True
+                trace.waiting_for_input = False
+            else:
+                self._add_error(trace, value, "ssl->f_recv", line_no, stamp)
+        elif kind == "send":
+            value = int(str(data["value"]))
+            if value >= 0:
+                trace.outbound_writes.append(value)
+            else:
+                self._add_error(trace, value, "ssl->f_send", line_no, stamp)
+        elif kind == "record_in" or kind == "record_out":
+            version = str(data["version"])
+            record = Record(
+                int(str(data["type"])),
+                version,
+                data["length"] if isinstance(data["length"], int) else None,
+                line_no,
+            )
+            (trace.records_in if kind == "record_in" else trace.records_out).append(record)
+            if version == "dtls":
+                trace.dtls = True
+            elif not version.startswith("0x"):
+                trace.record_version = version
+        elif kind == "error":
+            self._add_error(trace, int(str(data["code"])), str(data["function"]), line_no, stamp)
+        elif kind == "handshake_done":
+            trace.completed = True
+            trace.waiting_for_input = False
+        elif kind == "alert_received":
+            trace.alerts.append(
+                Alert("received", _opt_int(data["level"]), _opt_int(data["description"]), line_no)
+            )
+            if len(trace.alerts) >= 2:
+                # `got an alert message, type: [2:40]` then `is a fatal alert message (msg 40)`: one alert.
+                a, b = trace.alerts[-2], trace.alerts[-1]
+                if (
+                    a.direction == b.direction == "received"
+                    and a.description == b.description
+                    and b.line_no - a.line_no <= 3
+                ):
+                    trace.alerts.pop()
+        elif kind == "alert_sent":
+            alert = Alert("sent", _opt_int(data.get("level")), _opt_int(data.get("description")), line_no)
+            last = trace.alerts[-1] if trace.alerts else None
+            if (
+                last is not None
+                and last.direction == "sent"
+                and last.description is None
+                and line_no - last.line_no <= 3
+            ):
+                trace.alerts[-1] = Alert("sent", alert.level, alert.description, last.line_no)
+            else:
+                trace.alerts.append(alert)
+        elif kind == "close_notify":
+            trace.eof = True
+        elif kind == "new_session_ticket":
+            # 2.x/3.0/3.1 clients print `client state: 12` before switching to SERVER_NEW_SESSION_TICKET
+            # (ssl_cli.c): the step that parses the ticket is really state 17.
+            current = trace.last_state
+            ticket = tables.state_number("SERVER_NEW_SESSION_TICKET", self.version)
+            if current is not None and current.number == 12 and current.printed == "number" and ticket == 17:
+                current.number, current.name = ticket, tables.state_name(ticket, self.version)
+        elif kind == "ciphersuite":
+            trace.ciphersuite = str(data["name"] or data["id"])
+        elif kind == "protocol":
+            if data["protocol"] == "dtls":
+                trace.dtls = True
+        elif kind == "cert_verify":
+            if not data["ok"]:
+                trace.cert_verify_failed_line = line_no
+                trace.cert_verify_flags = str(data["flags"]) if data["flags"] else None
+        elif kind == "size_problem":
+            trace.size_problem_lines.append(line_no)
+        elif kind == "mac_problem":
+            trace.mac_problem_lines.append(line_no)
+        elif kind == "no_shared_cipher":
+            trace.no_shared_cipher_line = line_no
+        elif kind == "timeout":
+            trace.timeout_line = line_no
+        if trace.first_line is None:
+            trace.first_line = line_no
+        trace.last_line = line_no
+        if stamp is not None:
+            trace.last_time = stamp
+        trace.events.append(event)
+
+    def _add_error(
+        self, trace: HandshakeTrace, code: int, function: str, line_no: int, stamp: float | None
+    ) -> None:
+        error = ErrorReturn(code, tables.error_name(code, self.version), function, line_no, stamp)
+        trace.errors.append(error)
+        if error.name not in NOT_FATAL:
+            trace.step_errors.append(error)
+            trace.waiting_for_input = False
+
+
+def _opt_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _resolve(visit: StateVisit, version: str | None) -> None:
+    """Fill the half of a state visit that was not printed, with the enum of `version`."""
+    if visit.printed == "number" and visit.number is not None:
+        visit.name = tables.state_name(visit.number, version)
+    elif visit.printed == "name" and visit.name is not None:
+        visit.number = tables.state_number(visit.name, version)
+
+
+_CUT_HINTS = ("returned", "state:", "record:", "in_left", "alert", "ciphersuite")
+
+
+def _looks_cut(message: str) -> bool:
+    """A message that starts like one the classifier knows but did not parse: maybe hard-wrapped."""
+    return any(hint in message for hint in _CUT_HINTS)
