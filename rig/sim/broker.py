@@ -11,8 +11,9 @@ mosquitto 2.0 refuses to run as root without a `user` to drop to, and loads its 
 after dropping privileges. So when this process is root the broker runs as `nobody` (sim-notes §8)
 from a private runtime folder in the system temp dir, owned by `nobody`, holding its configuration
 and copies of the CA, chain and server key: the sim's own folder may sit under a 0700 parent (pytest's
-tmp_path does) that `nobody` cannot enter. The folder is removed by `stop()`, or, when the broker
-was stopped by its pid from another process, by the next `start()` in the same sim folder. `start()` returns when both listeners
+tmp_path does) that `nobody` cannot enter. The folder is removed as soon as both listeners are up
+(the certificates are loaded by then); if the starting process died before that, the next `start()`
+in the same sim folder removes it. `start()` returns when both listeners
 accept connections; `stop()` ends it (SIGTERM, then SIGKILL) and is safe to call twice. The pid is
 written to `DIR/mosquitto.pid` so a controller that did not start it can stop it.
 """
@@ -97,6 +98,15 @@ class Broker:
                     f"mosquitto did not listen on 127.0.0.1:{waiting[0]} within {timeout:g} s — see {self.log_path}"
                 )
             time.sleep(0.05)
+        # Listening means the certificates are loaded (mosquitto reads them again only on SIGHUP,
+        # which the sim never sends): the copies, the key among them, need not outlive the start.
+        self._discard_runtime()
+
+    def _discard_runtime(self) -> None:
+        if self._runtime is not None:
+            shutil.rmtree(self._runtime, ignore_errors=True)
+            self._runtime = None
+            self.runtime_record.unlink(missing_ok=True)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop mosquitto: SIGTERM, then SIGKILL after `timeout`; a no-op when not running."""
@@ -111,10 +121,7 @@ class Broker:
                 process.kill()
                 process.wait(timeout)
         self.pid_path.unlink(missing_ok=True)
-        if self._runtime is not None:
-            shutil.rmtree(self._runtime, ignore_errors=True)
-            self._runtime = None
-            self.runtime_record.unlink(missing_ok=True)
+        self._discard_runtime()
 
     def __enter__(self) -> Broker:
         return self

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import pwd
-import signal
 import socket
+import ssl
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,6 @@ def test_broker_listens_on_both_ports_and_stop_leaves_nothing(tmp_path: Path, si
     broker.start(timeout=10)
     pid = broker.pid
     assert pid is not None
-    runtime = Path((tmp_path / "broker" / "runtime-dir").read_text().strip()) if os.geteuid() == 0 else None
     try:
         assert (tmp_path / "broker" / "mosquitto.pid").read_text() == f"{pid}\n"
         for port in (broker.tls_port, broker.plain_port):
@@ -38,27 +38,27 @@ def test_broker_listens_on_both_ports_and_stop_leaves_nothing(tmp_path: Path, si
         broker.stop()
     assert not Path(f"/proc/{pid}").exists()
     assert not (tmp_path / "broker" / "mosquitto.pid").exists()
-    if runtime is not None:
-        assert not runtime.exists()
     broker.stop()  # idempotent
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the private runtime folder is used only when running as root")
-def test_next_start_removes_the_runtime_folder_of_a_broker_killed_by_pid(
-    tmp_path: Path, sim_pki: Pki
-) -> None:
-    first = Broker(tmp_path / "broker", sim_pki, free_port(), free_port())
-    first.start(timeout=10)
-    assert first.pid is not None
-    runtime = Path((tmp_path / "broker" / "runtime-dir").read_text().strip())
-    os.kill(first.pid, signal.SIGKILL)  # as `rig sim down` from another process would stop it
-    os.waitpid(first.pid, 0)
-    second = Broker(tmp_path / "broker", sim_pki, free_port(), free_port())
-    second.start(timeout=10)
+def test_certificate_copies_are_removed_once_the_broker_listens(tmp_path: Path, sim_pki: Pki) -> None:
+    before = set(Path(tempfile.gettempdir()).glob("rig-sim-broker-*"))
+    broker = Broker(tmp_path / "broker", sim_pki, free_port(), free_port())
+    broker.start(timeout=10)
     try:
-        assert not runtime.exists()
+        assert set(Path(tempfile.gettempdir()).glob("rig-sim-broker-*")) <= before
+        assert not (tmp_path / "broker" / "runtime-dir").exists()
+        # Still serving TLS with the certificates it loaded at start.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(str(sim_pki.root_pem))
+        ctx.load_cert_chain(str(sim_pki.observer_pem), str(sim_pki.observer_key))
+        raw = socket.create_connection(("127.0.0.1", broker.tls_port), timeout=5)
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            subject = dict(item[0] for item in tls.getpeercert()["subject"])
+        assert subject["commonName"] == "sim-ats.iot.us-east-1.amazonaws.com"
     finally:
-        second.stop()
+        broker.stop()
 
 
 def test_port_in_use_is_reported_with_the_ports_and_the_log(tmp_path: Path, sim_pki: Pki) -> None:
