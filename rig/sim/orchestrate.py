@@ -94,6 +94,7 @@ class Sim:
         bench = load_bench(bench_path).model
         if self.is_up():
             progress(f"sim in {self.dir} is already up")
+            self._build_stale(bench_path.resolve(), bench, options, progress)
             return
         if self.processes.names():
             progress("cleaning up a sim left behind by an earlier run")
@@ -131,10 +132,7 @@ class Sim:
         pki = generate_pki(self.dir / "pki", endpoint)
         progress("building the hub binary")
         hub = build_hub(self.dir / "hub")
-        firmware_dir = options.firmware_dir or bench_path.parent.parent / "firmware_configs"
-        if firmware_dir.is_dir():
-            for variant_file in sorted(firmware_dir.glob("*.yaml")):
-                self.build(variant_file, progress, only_if_stale=True, bench=bench)
+        self._build_stale(bench_path, bench, options, progress)
 
         progress(f"starting mosquitto on 127.0.0.1:{ports['broker_tls']} (TLS) / {ports['broker_plain']}")
         broker = Broker(self.dir / "broker", pki, ports["broker_tls"], ports["broker_plain"])
@@ -212,6 +210,15 @@ class Sim:
         state["up"] = True
         self._save_state(state)
         progress(f"sim up in {self.dir}")
+
+    def _build_stale(
+        self, bench_path: Path, bench: BenchConfig, options: UpOptions, progress: Progress
+    ) -> None:
+        """Build the image of every variant whose HEX is missing or was not built for this sim."""
+        firmware_dir = options.firmware_dir or bench_path.parent.parent / "firmware_configs"
+        if firmware_dir.is_dir():
+            for variant_file in sorted(firmware_dir.glob("*.yaml")):
+                self.build(variant_file, progress, only_if_stale=True, bench=bench)
 
     def _start(self, name: str, argv: list[str], port: int) -> None:
         log = self.logs / f"{name}.log"

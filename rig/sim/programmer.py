@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 from rig.errors import InfrastructureError
 from rig.sim.board import BoardClient
+from rig.sim.image import flash_from_hex
 
 TOOL_NAMES = {
     "ICD3": "MPLAB ICD 3",
@@ -218,7 +219,7 @@ class Session:
         image: bytes | None = None
         if cmd.hex is not None and (cmd.program or cmd.verify):
             try:
-                image = _image_bytes(cmd.hex)
+                image = flash_from_hex(cmd.hex)
                 low, high = hex_range(cmd.hex)
             except (OSError, ValueError):
                 self.say("Hex File could not be read.")
@@ -286,12 +287,6 @@ class Session:
 
 def _device_id(part: str) -> int:
     return int.from_bytes(hashlib.sha256(part.upper().encode()).digest()[:3], "big") | 0x7000000
-
-
-def _image_bytes(hex_path: Path) -> bytes:
-    from rig.sim.image import flash_from_hex
-
-    return flash_from_hex(hex_path)
 
 
 def write_settings(

@@ -23,6 +23,8 @@ from rig.errors import InfrastructureError
 from rig.programmers.ipecmd import Ipecmd
 from rig.sim import programmer
 from rig.sim.board import BoardClient
+from rig.sim.image import build_image, flash_from_hex
+from rig.sim.pki import generate_pki
 from rig.sim.procs import Processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,10 +42,6 @@ time.sleep(3600)
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rig.sim.image import build_image
-
-    from rig.sim.pki import generate_pki
-
     folder = tmp_path_factory.mktemp("image")
     variant = load_variant(ROOT / "firmware_configs" / "tcp-rx-1460.yaml").model
     pki = generate_pki(folder / "pki", "sim-ats.iot.us-east-1.amazonaws.com")
@@ -96,8 +94,6 @@ def program_args(image: Path, *extra: str) -> list[str]:
 
 
 def flash_sha(image: Path) -> str:
-    from rig.sim.image import flash_from_hex
-
     return hashlib.sha256(flash_from_hex(image)).hexdigest()
 
 
