@@ -36,9 +36,8 @@ from typing import Any, Protocol
 
 from rig.config import BenchConfig, Loaded, PathConfig, TimeoutsConfig, VariantConfig
 from rig.errors import FirmwareFailure, InfrastructureError
+from rig.mbedtls import Diagnosis, LogParser
 from rig.mbedtls.categories import CATEGORIES
-from rig.mbedtls.diagnose import Diagnosis
-from rig.mbedtls.trace import LogParser
 from rig.report import evidence as files
 from rig.report.evidence import write_json
 from rig.report.records import Seconds, cell_id

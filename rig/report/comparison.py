@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rig.mbedtls.diff import diff_traces
-from rig.mbedtls.trace import HandshakeTrace
+from rig.mbedtls import HandshakeTrace, diff_traces
 from rig.report import evidence as files
 from rig.report.evidence import write_json
 from rig.report.timeline import TimelineSeries, plot_timeline
