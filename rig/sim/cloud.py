@@ -133,7 +133,16 @@ class CloudServer:
                 record = self._refuse_down(writer)
             else:
                 mode = read_mode(self.settings.directory, self.settings.default_mode)
-                record = await Connection(self.settings, mode, reader, writer).serve()
+                try:
+                    record = await Connection(self.settings, mode, reader, writer).serve()
+                except Exception as exc:
+                    # A defect of the stand-in itself: on stderr (the part's log) and in cloud.log.
+                    log.exception(
+                        "connection from %s failed in the stand-in", writer.get_extra_info("peername")
+                    )
+                    writer.close()
+                    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "handshake": "stand-in error"}
+                    record["error"] = repr(exc)
             self._write_log(record)
         finally:
             self._tasks.discard(task)

@@ -104,6 +104,15 @@ def connect_client_id(packet: bytes) -> str:
     return client_id
 
 
+def connect_keepalive(packet: bytes) -> int:
+    """The keep-alive interval in seconds of a CONNECT packet (0: none)."""
+    body = _body(packet)
+    _, pos = _string(body, 0)
+    if pos + 4 > len(body):
+        raise MqttProtocolError("CONNECT variable header is short")
+    return int.from_bytes(body[pos + 2 : pos + 4], "big")
+
+
 def connack_return_code(packet: bytes) -> int:
     body = _body(packet)
     if packet_type(packet) != CONNACK or len(body) != 2:

@@ -29,6 +29,7 @@ from rig.sim.cloud_mqtt import (
     PacketSplitter,
     connack_return_code,
     connect_client_id,
+    connect_keepalive,
     lifecycle_event,
     packet_type,
 )
@@ -55,6 +56,7 @@ class ServerSettings:
     hold_s: float
     publisher: EventPublisher
     versions: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str, Connection] = field(default_factory=dict)  # client id → its live session
 
 
 class Connection:
@@ -90,6 +92,9 @@ class Connection:
         self.connected: tuple[str, str, int] | None = None  # session id, principal, version
         self.client_disconnect = False
         self.end_reason = "SERVER_INITIATED_DISCONNECT"
+        self.keepalive_s = 0
+        self.last_device_data = time.monotonic()
+        self.taken_over = False  # another session connected with the same client id
 
     async def serve(self) -> dict[str, Any]:
         try:
@@ -122,7 +127,12 @@ class Connection:
                     )
                     return False
                 if not data:
-                    self.record.update(handshake="client closed", error="client closed during the handshake")
+                    said = (
+                        "before sending a ClientHello"
+                        if not self.record["bytes_in"]
+                        else "during the handshake"
+                    )
+                    self.record.update(handshake="client closed", error=f"client closed {said}")
                     return False
                 self.incoming.write(data)
                 continue
@@ -223,6 +233,7 @@ class Connection:
                 self.end_reason = "CONNECTION_LOST"
                 self.record["closed_by"] = "device (TCP close)"
                 return
+            self.last_device_data = time.monotonic()
             self.record["bytes_in"] += len(data)
             self.incoming.write(data)
             while True:
@@ -238,7 +249,12 @@ class Connection:
                     kind = packet_type(packet)
                     if kind == CONNECT and self.client_id is None:
                         self.client_id = connect_client_id(packet)
+                        self.keepalive_s = connect_keepalive(packet)
                         self.record["mqtt_client_id"] = self.client_id
+                        previous = self.settings.sessions.get(self.client_id)
+                        if previous is not None:
+                            previous.taken_over = True  # the broker will drop it
+                        self.settings.sessions[self.client_id] = self
                     elif kind == DISCONNECT:
                         self.client_disconnect = True
                 b_writer.write(plain)
@@ -249,8 +265,8 @@ class Connection:
         while True:
             data = await b_reader.read(_CHUNK)
             if not data:
-                self.end_reason = "SERVER_INITIATED_DISCONNECT"
                 self.record["closed_by"] = "broker"
+                self.end_reason = self._broker_close_reason()
                 return
             for packet in splitter.feed(data):
                 if packet_type(packet) == CONNACK and self.connected is None and self.client_id is not None:
@@ -260,6 +276,15 @@ class Connection:
                         await self._publish_connected()
             self.tls.write(data)
             await self._send(self.outgoing.read())
+
+    def _broker_close_reason(self) -> str:
+        """Why the broker ended the session, in AWS's words."""
+        if self.taken_over:
+            return "DUPLICATE_CLIENTID"
+        silent_s = time.monotonic() - self.last_device_data
+        if self.keepalive_s and silent_s >= 1.5 * self.keepalive_s:
+            return "MQTT_KEEP_ALIVE_TIMEOUT"
+        return "SERVER_INITIATED_DISCONNECT"
 
     # -- lifecycle events --------------------------------------------------------------------
 
@@ -280,6 +305,8 @@ class Connection:
         await self._publish(topic, doc)
 
     async def _publish_disconnected(self) -> None:
+        if self.client_id is not None and self.settings.sessions.get(self.client_id) is self:
+            del self.settings.sessions[self.client_id]
         if self.connected is None or self.client_id is None:
             return
         session, principal, version = self.connected

@@ -92,8 +92,8 @@ class Device:
             self.pending += self.splitter.feed(data)
         return self.pending.pop(0)
 
-    def connect(self, client_id: str = CLIENT_ID) -> bytes:
-        self.send(connect_packet(client_id, keepalive_s=60))
+    def connect(self, client_id: str = CLIENT_ID, keepalive_s: int = 60) -> bytes:
+        self.send(connect_packet(client_id, keepalive_s=keepalive_s))
         return self.receive()
 
     def close(self) -> None:
@@ -172,6 +172,39 @@ def test_dropped_connection_is_reported_as_connection_lost_and_versions_increase
         assert disconnected["disconnectReason"] == "CONNECTION_LOST"
         assert disconnected["clientInitiatedDisconnect"] is False
     assert versions == [1, 2]
+
+
+def test_second_session_with_the_same_client_id_ends_the_first_as_duplicate(
+    start_cloud: StartCloud, sim_pki: Pki, observer: Observer
+) -> None:
+    cloud = start_cloud()
+    first, second = Device(cloud.port, sim_pki), Device(cloud.port, sim_pki)
+    try:
+        first.connect()
+        _, connected_first = observer.event()
+        second.connect()
+        events = [observer.event()[1] for _ in range(2)]
+    finally:
+        first.close()
+        second.close()
+    (ended,) = [e for e in events if e["eventType"] == "disconnected"]
+    assert ended["sessionIdentifier"] == connected_first["sessionIdentifier"]
+    assert ended["disconnectReason"] == "DUPLICATE_CLIENTID"
+    assert ended["clientInitiatedDisconnect"] is False
+
+
+def test_silent_device_is_dropped_for_keep_alive_timeout(
+    start_cloud: StartCloud, sim_pki: Pki, observer: Observer
+) -> None:
+    cloud = start_cloud()
+    device = Device(cloud.port, sim_pki)
+    try:
+        device.connect(keepalive_s=1)  # the broker drops it after 1.5 s without a packet
+        observer.event()
+        _, disconnected = observer.event(timeout=10)
+    finally:
+        device.close()
+    assert disconnected["disconnectReason"] == "MQTT_KEEP_ALIVE_TIMEOUT"
 
 
 def test_failed_handshake_publishes_no_lifecycle_event(
