@@ -211,9 +211,9 @@ def uart(bench_file: Path, out_file: Path | None, seconds: float | None) -> None
         (re.compile(loaded.model.dut.banner_sha256), "bold magenta"),
         (re.compile(loaded.model.dut.mqtt_connected), "bold green"),
     )
-    recording = Path(tempfile.mkdtemp(prefix=".uart-", dir=out_file.parent)) if out_file else None
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
+    recording = Path(tempfile.mkdtemp(prefix=".uart-", dir=out_file.parent)) if out_file else None
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
