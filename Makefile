@@ -42,10 +42,31 @@ unit: setup
 
 test: lint typecheck unit
 
+# The HIL suite. The session brings up a provided bench (the simulated one) when it is down and stops
+# it at the end; evidence goes to $(RESULTS)/<run-id>/, allure results to $(RESULTS)/allure-results.
+HIL := $(BIN)/pytest tests_hil -p no:cacheprovider --bench $(BENCH) --results $(RESULTS) \
+       --alluredir $(RESULTS)/allure-results
+ALLURE := build/node_modules/.bin/allure
+
 bench: setup
-	@echo "make bench: the simulated bench (rig sim) is not part of this version yet;" >&2
-	@echo "            nothing was run. Use 'make test' for the rig's own checks." >&2
-	@exit 1
+	$(HIL) --clean-alluredir $(PYTEST_ARGS)
+
+nightly: setup
+	$(HIL) -m nightly --repeat $(or $(REPEAT),3) $(PYTEST_ARGS)
+
+gate: setup
+	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=<name in firmware_configs/>" >&2; exit 2; }
+	$(BIN)/rig gate $(VARIANT) --bench $(BENCH) --results $(RESULTS) --repeat $(or $(REPEAT),5)
+
+# Allure 3 from npm (no Java) into build/; the HTML report into $(RESULTS)/report.
+$(ALLURE):
+	mkdir -p build
+	npm install --prefix build --no-audit --no-fund allure@3
+
+report: $(ALLURE)
+	@test -d $(RESULTS)/allure-results || { echo "no $(RESULTS)/allure-results: run make bench or make nightly first" >&2; exit 2; }
+	$(ALLURE) generate $(RESULTS)/allure-results --output $(RESULTS)/report
+	@echo "report: $(RESULTS)/report/index.html"
 
 bench-parse: setup
 	$(BIN)/python tests/benchmarks/parse.py
