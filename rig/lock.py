@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 LEASE_TTL_S = 30.0
 # The owner renews this often: three renewals can be missed before the lease lapses.
 RENEW_EVERY_S = LEASE_TTL_S / 3
+# The guard file is locked only around one read or write; longer means its holder is frozen.
+GUARD_TIMEOUT_S = 10.0
 # How often a waiting process looks at the lease again.
 POLL_S = 0.2
 
@@ -97,10 +99,24 @@ class BenchLease:
                 "in the bench file and its permissions"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held for a file read or write only: never long
-            yield
+            # Held for one read or write only; a holder frozen with it (SIGSTOP, a hung NFS) is reported.
+            deadline = time.monotonic() + GUARD_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise InfrastructureError(
+                            f"bench lease {self.path}: {self._guard} stayed locked for {GUARD_TIMEOUT_S:g} s — "
+                            "a process holding it is frozen; find it with `fuser` and end it"
+                        ) from None
+                    time.sleep(0.01)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
     def _read(self) -> dict[str, Any] | None:
