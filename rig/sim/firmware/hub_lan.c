@@ -4,7 +4,8 @@
  * LAN link: one loopback TCP connection to the bench router carrying frames
  *   u8 type | u16 BE body length | body
  * hub -> router:  'O' OPEN  conn u16, port u16, window u16, mss u16, iss u32, host
- *                 'K' ACK   conn u16, ack u32, window u16        (after every segment, and window updates)
+ *                 'K' ACK   conn u16, ack u32, window u16, kind u8
+ *                           kind 1: the answer to one segment; kind 0: a window update
  *                 'D' DATA  conn u16, seq u32, payload
  *                 'F' FIN   conn u16
  * router -> hub:  'A' OPENED conn u16, irs u32
@@ -140,13 +141,14 @@ static int send_frame(char type, const unsigned char *body, size_t len)
     return 0;
 }
 
-static void send_ack(hub_tcp *s)
+static void send_ack(hub_tcp *s, int kind)
 {
-    unsigned char b[8];
+    unsigned char b[9];
     int window = s->size - s->count;
     put16(b, s->conn);
     put32(b + 2, s->rcv_nxt);
     put16(b + 6, (unsigned)(window > 65535 ? 65535 : window));
+    b[8] = (unsigned char)kind;
     s->last_window = window;
     send_frame('K', b, sizeof b);
 }
@@ -172,11 +174,11 @@ static void on_segment(hub_tcp *s, uint32_t seq, const unsigned char *data, int 
 {
     int32_t ahead = (int32_t)(seq - s->rcv_nxt);
     if (ahead > 0 || s->fin) { /* out of order: Harmony would hold it in its data-ahead space; never sent here */
-        send_ack(s);
+        send_ack(s, 1);
         return;
     }
     if (-ahead >= len) { /* all old: duplicate */
-        send_ack(s);
+        send_ack(s, 1);
         return;
     }
     data += -ahead;
@@ -215,7 +217,7 @@ static void on_segment(hub_tcp *s, uint32_t seq, const unsigned char *data, int 
         s->rest_seq = seq + (uint32_t)store;
     }
     s->rcv_nxt += (uint32_t)store;
-    send_ack(s);
+    send_ack(s, 1);
 }
 
 static void dispatch(char type, const unsigned char *b, size_t len)
@@ -376,7 +378,7 @@ int tcp_read(hub_tcp *s, unsigned char *buf, int len)
     int window = s->size - s->count;
     int threshold = HUB_MSS < s->size / 2 ? HUB_MSS : s->size / 2;
     if (n > 0 && !s->rst && (window == s->size || window - s->last_window >= threshold))
-        send_ack(s);
+        send_ack(s, 0);
     return n;
 }
 
