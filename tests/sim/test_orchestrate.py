@@ -21,7 +21,7 @@ import paramiko
 import pytest
 
 from rig.config import load_bench, read_env_file
-from rig.sim.procs import Processes
+from rig.sim.procs import Processes, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,8 +205,11 @@ def test_a_second_sim_runs_side_by_side_and_down_leaves_no_process_even_after_th
         assert mine["RIG_SIM_ROUTER_PORT"] != theirs["RIG_SIM_ROUTER_PORT"]
         assert running.rig("status", "--quiet").returncode == 0
         assert other.rig("status", "--quiet").returncode == 0
+        started = Processes(other.dir / "run")
+        records = [started.record(name) for name in started.names()]
         assert other.rig("down").returncode == 0
         assert processes_mentioning(str(other.dir)) == []
+        assert [r.name for r in records if r is not None and group_members(r.pgid)] == []
         assert other.rig("status", "--quiet").returncode == 3
         assert not (other.dir / "bench.env").exists()
     finally:
