@@ -168,7 +168,9 @@ class Connection:
         sni = self.settings.sni_seen.get(id(self.tls))
         self.record["sni"] = sni
         self.record["error"] = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-        refused = sni != self.settings.endpoint
+        # Refused at the front door only if the SNI check ran (a ClientHello OpenSSL rejects earlier,
+        # e.g. without a TLS 1.2 offer, is an ordinary failed handshake).
+        refused = id(self.tls) in self.settings.sni_seen and sni != self.settings.endpoint
         self.record["handshake"] = "refused" if refused else "failed"
         send_alert = refused or self.mode == "alert"
         if alerts:

@@ -300,3 +300,19 @@ def test_stand_in_serves_several_connections_at_once(start_cloud: StartCloud, si
         held.close()
     records = cloud.wait_records(2)
     assert sorted(r["handshake"] for r in records) == ["client closed", "ok"]
+
+
+def test_client_offering_only_tls13_fails_per_mode_not_as_an_sni_refusal(
+    start_cloud: StartCloud, sim_pki: Pki
+) -> None:
+    cloud = start_cloud(mode="close")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(str(sim_pki.root_pem))
+    raw = socket.create_connection(("127.0.0.1", cloud.port), timeout=5)
+    with pytest.raises((ssl.SSLError, ConnectionError)), ctx.wrap_socket(raw, server_hostname=ENDPOINT):
+        pass
+    (record,) = cloud.wait_records(1)
+    assert record["handshake"] == "failed"
+    assert record["error"] == "UNSUPPORTED_PROTOCOL"
+    assert record["alert"]["sent"] is False
