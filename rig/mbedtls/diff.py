@@ -64,8 +64,8 @@ class Step:
         if self.ending == "waiting":
             wait = self.waits[-1] if self.waits else (None, None)
             parts.append(
-                f"waited for input (in_left {wait[0]}, nb_want {wait[1]}) through {self.entries - 1} re-entries "
-                "with no byte; the log ends there"
+                f"waited for input (in_left {wait[0]}, nb_want {wait[1]}) through {self.entries - 1} "
+                f"re-entr{'y' if self.entries == 2 else 'ies'} with no byte; the log ends there"
             )
         elif self.ending == "advanced":
             parts.append(f"advanced to {self.next_label} at line {self.next_line}")
@@ -196,7 +196,7 @@ def _label(first: Step | None, second: Step | None) -> str:
 
 
 def _lines(lines: list[int]) -> str:
-    return ", ".join(str(n) for n in lines) if lines else "-"
+    return "–".join(str(n) for n in lines) if lines else "-"
 
 
 def _duration(step: Step | None) -> float | None:

@@ -92,15 +92,31 @@ _RECORD_VERSIONS: Final[dict[int, str]] = {
 }
 
 
+def _signed32(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 def parse_count(decimal: str, hexa: str | None) -> int | None:
-    """The value of a `returned N (-0x…)` pair: the decimal when readable, else minus the hex."""
+    """The value of a `returned N (-0x…)` pair: the decimal when readable, else from the hex.
+
+    `mbedtls_debug_print_ret` prints `-0x%04x` of `-ret` as unsigned: `-0x7780` is -0x7780, and
+    `-0xfffffffb` is 5. A bare `0xffff8880` is the unsigned 32-bit form of the value itself.
+    """
+    text = decimal.lower()
     try:
-        return int(decimal, 0)
+        if "0x" in text:
+            value = _signed32(int(text.replace("-", "").replace("0x", ""), 16))
+            return -value if text.startswith("-") else value
+        return int(text)
     except ValueError:
         pass
     if hexa:
-        value = -int(hexa.lstrip("-"), 16)
-        return value if hexa.startswith("-") else -value
+        digits = hexa.lower().replace("-", "").replace("0x", "")
+        try:
+            value = _signed32(int(digits, 16))
+        except ValueError:
+            return None
+        return -value if hexa.startswith("-") else value
     return None
 
 

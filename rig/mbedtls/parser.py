@@ -10,6 +10,7 @@ advanced. Application lines are counted and lend their timestamps as host time.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rig.mbedtls import tables
@@ -95,8 +96,8 @@ class LogParser:
                 self.fingerprint.observe_fetch_in_ssl_tls()
         result = classify(message)
         if result is None:
-            if _looks_cut(message):
-                self._pending = (parsed, self.line_no, stamp)
+            # Maybe the start of a hard-wrapped message: the next unknown line may complete it.
+            self._pending = (parsed, self.line_no, stamp)
             return []
         event = Event(result[0], self.line_no, stamp, result[1])
         self._note_version(event, parsed)
@@ -107,8 +108,11 @@ class LogParser:
         assert self._pending is not None
         parsed, line_no, stamp = self._pending
         self._pending = None
-        result = classify(parsed.message + continuation)
+        joined = parsed.message + continuation
+        result = classify(joined)
         if result is None:
+            if len(joined) < 240:  # a message wrapped over several lines; stop at an implausible length
+                self._pending = (replace(parsed, message=joined), line_no, stamp)
             return []
         event = Event(result[0], line_no, stamp, result[1])
         self._note_version(event, parsed)
@@ -327,11 +331,3 @@ def _resolve(visit: StateVisit, version: str | None) -> None:
         visit.name = tables.state_name(visit.number, version)
     elif visit.printed == "name" and visit.name is not None:
         visit.number = tables.state_number(visit.name, version)
-
-
-_CUT_HINTS = ("returned", "state:", "record:", "in_left", "alert", "ciphersuite")
-
-
-def _looks_cut(message: str) -> bool:
-    """A message that starts like one the classifier knows but did not parse: maybe hard-wrapped."""
-    return any(hint in message for hint in _CUT_HINTS)

@@ -1,0 +1,109 @@
+"""Benchmark: how fast `rig diagnose` reads a big log, against a bare line-reading loop (same run).
+
+Builds a log of at least 50 MB from a real Mbed TLS 2.28 level-4 handshake log (hex dumps and
+all), repeated as many handshake attempts with timestamps, a `[APP]` line between attempts and
+every few thousand lines a UART-garbage line, the last attempt stalled. Then it measures, on the
+same file and in the same process:
+
+- baseline: `for line in file: n += 1` (binary mode, the cheapest honest line loop in Python);
+- rig diagnose: exactly what the command does (read, parse, diagnose) without the process start;
+- the `rig diagnose --json` command itself, as a subprocess, once.
+
+Prints MB/s for each and the ratio to the baseline. Run: `make bench-parse`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rig.cli_logs import parse_log
+from rig.mbedtls import diagnose_parser
+
+HERE = Path(__file__).resolve().parent
+LOGS = HERE.parent / "mbedtls" / "logs"
+TARGET_BYTES = 50 * 1024 * 1024
+
+
+def build_log(path: Path) -> int:
+    """Write the benchmark log; return its size in bytes."""
+    good = (LOGS / "mbedtls-2.28-complete-level4.log").read_bytes().splitlines()
+    stall = (LOGS / "mbedtls-2.28-stall-ticket-level2.log").read_bytes().splitlines()
+    size = 0
+    attempt = 0
+    with path.open("wb") as out:
+        while size < TARGET_BYTES:
+            attempt += 1
+            lines = good if size + 2 * len(good) * 90 < TARGET_BYTES else stall
+            chunk: list[bytes] = [
+                b"06/04 07:51:%02d.%03d I SysLog     [DIAG] IOT TLS attempt %d"
+                % (attempt % 60, attempt % 1000, attempt)
+            ]
+            for i, line in enumerate(lines):
+                if i % 4000 == 3999:
+                    chunk.append(b"\xff\xfe\x00garbage\x1b[31m on the wire")
+                chunk.append(line)
+            data = b"\n".join(chunk) + b"\n"
+            out.write(data)
+            size += len(data)
+            if lines is stall:
+                break
+    return size
+
+
+def baseline(path: Path) -> float:
+    start = time.perf_counter()
+    count = 0
+    with path.open("rb") as stream:
+        for _ in stream:
+            count += 1
+    return time.perf_counter() - start
+
+
+def diagnose_in_process(path: Path) -> tuple[float, dict[str, object]]:
+    start = time.perf_counter()
+    diagnosis = diagnose_parser(parse_log(path))
+    return time.perf_counter() - start, diagnosis.to_json()
+
+
+def diagnose_command(path: Path) -> float:
+    rig = Path(sys.executable).with_name("rig")
+    start = time.perf_counter()
+    result = subprocess.run([str(rig), "diagnose", "--json", str(path)], capture_output=True, timeout=600)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(
+            f"rig diagnose failed ({result.returncode}): {result.stderr.decode(errors='replace')}"
+        )
+    return elapsed
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="rig-bench-parse-") as tmp:
+        path = Path(tmp) / "big.log"
+        size = build_log(path)
+        mb = size / 1e6
+        baseline(path)  # warm the page cache
+        base = min(baseline(path) for _ in range(3))
+        parse_s, verdict = diagnose_in_process(path)
+        command_s = diagnose_command(path)
+        lines = verdict["lines"]
+        print(f"log: {mb:.1f} MB, {lines['lines']} lines, {verdict['attempts']} handshake attempts")  # type: ignore[index]
+        print(f"baseline (bare line loop):     {base:7.2f} s  {mb / base:8.1f} MB/s")
+        print(
+            f"rig diagnose (in process):     {parse_s:7.2f} s  {mb / parse_s:8.1f} MB/s  ratio {parse_s / base:.2f}"
+        )
+        print(
+            f"rig diagnose --json (command): {command_s:7.2f} s  {mb / command_s:8.1f} MB/s  ratio {command_s / base:.2f}"
+        )
+        print(
+            "verdict:", json.dumps({k: verdict[k] for k in ("outcome", "category", "last_state", "attempts")})
+        )
+
+
+if __name__ == "__main__":
+    main()
