@@ -59,6 +59,7 @@ class _Reader(threading.Thread):
         self.lines: list[str] = []
         self.last_line = ""
         self.error: BaseException | None = None
+        self.abandoned = False
 
     def run(self) -> None:
         try:
@@ -71,7 +72,8 @@ class _Reader(threading.Thread):
                 if shown:
                     self.last_line = shown
         except (OSError, ValueError) as exc:  # the pipe closed under us; reported by run_tool
-            self.error = exc
+            if not self.abandoned:
+                self.error = exc
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -123,23 +125,30 @@ def run_tool(
         reader.start()
         timed_out = False
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-            task = bar.add_task(label, total=None)
-            while True:
-                remaining = timeout - (time.monotonic() - start)
-                if remaining <= 0:
-                    timed_out = True
-                    _kill_group(process)
-                    break
-                try:
-                    process.wait(timeout=min(0.1, remaining))
-                    break
-                except subprocess.TimeoutExpired:
-                    bar.update(task, description=f"{label}: {reader.last_line[:80]}")
+        try:
+            with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+                task = bar.add_task(label, total=None)
+                while True:
+                    remaining = timeout - (time.monotonic() - start)
+                    if remaining <= 0:
+                        timed_out = True
+                        _kill_group(process)
+                        break
+                    try:
+                        process.wait(timeout=min(0.1, remaining))
+                        break
+                    except subprocess.TimeoutExpired:
+                        bar.update(task, description=f"{label}: {reader.last_line[:80]}")
+        except BaseException:
+            # Ctrl-C or SIGTERM: the tool runs in its own session and did not see the signal.
+            _kill_group(process)
+            log.write("# stopped: the harness was interrupted\n")
+            raise
         reader.join(_READER_JOIN_S)
         seconds = time.monotonic() - start
         if reader.is_alive():
             # Something outside the process group still holds the pipe open: stop reading.
+            reader.abandoned = True
             process.stdout.close()
             reader.join(_READER_JOIN_S)
         else:

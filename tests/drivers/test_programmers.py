@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -294,3 +298,40 @@ def test_pic32prog_cable_problem_is_retried_then_reported(
 def test_pic32prog_reset_is_a_probe_run(stand_in: StandIn) -> None:
     programmer("pic32prog", serial=None).reset()
     assert stand_in.calls() == [[]]
+
+
+INTERRUPTED = """
+import sys
+from pathlib import Path
+from rig.config import ProgrammerConfig
+from rig.programmers import make_programmer
+config = ProgrammerConfig(kind="ipecmd", tool="ICD4", serial=sys.argv[1], executable=sys.argv[2], timeout_s=60)
+make_programmer(config, "32MZ2048EFM100").program(Path(sys.argv[3]), out_dir=Path(sys.argv[4]))
+"""
+
+
+def test_ctrl_c_while_programming_stops_the_tool_too(stand_in: StandIn, image: Path, tmp_path: Path) -> None:
+    stand_in.play("hang")
+    harness = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, SERIAL, str(STAND_INS / "ipecmd"), str(image), str(tmp_path)],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not stand_in.pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # the tool prints its banner and hangs
+        harness.send_signal(signal.SIGINT)
+        _, err = harness.communicate(timeout=15)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait(timeout=5)
+
+    assert b"KeyboardInterrupt" in err
+    assert (tmp_path / "programmer-1.log").read_text().splitlines()[
+        -1
+    ] == "# stopped: the harness was interrupted"
+    for pid in stand_in.pids():  # the tool runs in its own session: the harness had to end it
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
