@@ -19,11 +19,20 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from click.testing import CliRunner
 
+from rig.cli import main
 from rig.config import load_bench, read_env_file
 from rig.sim.procs import Processes, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 @dataclass
@@ -35,13 +44,16 @@ class SimFolder:
     def bench(self) -> Path:
         return self.repo / "benches" / "sim.yaml"
 
-    def rig(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "rig", "sim", *args, "--dir", str(self.dir)],
-            capture_output=True, text=True, timeout=timeout, check=False, cwd=self.repo, env=self.env(),
-        )  # fmt: skip
+    def rig(self, *args: str) -> Result:
+        """`rig sim ARGS --dir DIR`, run in this process (the parts it starts are detached anyway)."""
+        result = CliRunner().invoke(
+            main, ["sim", *args, "--dir", str(self.dir)], env={"RIG_SIM_DIR": str(self.dir)}
+        )
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Result(result.exit_code, result.stdout, result.stderr)
 
-    def up(self, *extra: str) -> subprocess.CompletedProcess[str]:
+    def up(self, *extra: str) -> Result:
         return self.rig("up", "--bench", str(self.bench), "--program-seconds", "0.3", *extra)
 
     def env(self) -> dict[str, str]:
