@@ -153,21 +153,26 @@ static void send_ack(hub_tcp *s, int kind)
     send_frame('K', b, sizeof b);
 }
 
-/* Store bytes into the ring at the tail; `skip_after_wrap` bytes right after a wrap keep stale data. */
-static void ring_store(hub_tcp *s, const unsigned char *data, int n, int skip_after_wrap, long stream_off)
+/*
+ * Store bytes into the ring at the tail. With `defect`, the two bytes that belong right after a wrap
+ * of the ring are not written (they keep the previous lap's data); returns the stream offset of the
+ * first such byte, or -1.
+ */
+static long ring_store(hub_tcp *s, const unsigned char *data, int n, int defect, long stream_off)
 {
     int tail = (s->head + s->count) % s->size;
+    long stale = -1;
     for (int i = 0; i < n; i++) {
         int idx = (tail + i) % s->size;
-        int wrapped_here = i > 0 && idx < 2 && (tail + i) >= s->size && (tail + i) - s->size < 2;
-        if (skip_after_wrap && wrapped_here) {
-            if (s->first_corruption < 0)
-                s->first_corruption = stream_off + i;
+        if (defect && tail + i >= s->size && tail + i - s->size < 2) {
+            if (stale < 0)
+                stale = stream_off + i;
             continue;
         }
         s->ring[idx] = data[i];
     }
     s->count += n;
+    return stale;
 }
 
 static void on_segment(hub_tcp *s, uint32_t seq, const unsigned char *data, int len)
@@ -208,7 +213,15 @@ static void on_segment(hub_tcp *s, uint32_t seq, const unsigned char *data, int 
      */
     int is_rest = s->pending_rest && seq == s->rest_seq;
     long stream_off = (long)(seq - s->stream_base);
-    ring_store(s, data, store, is_rest, stream_off);
+    long stale = ring_store(s, data, store, is_rest, stream_off);
+    if (stale >= 0) {
+        if (s->first_corruption < 0)
+            s->first_corruption = stale;
+        /* the model's own trace (stderr, not the UART: real firmware could not know this) */
+        fprintf(stderr, "rx-fifo: re-sent rest at stream offset %ld wrapped the %d-byte ring: stream bytes %ld-%ld keep stale data\n",
+                stream_off, s->size, stale, stale + 1);
+        fflush(stderr);
+    }
     if (is_rest)
         s->pending_rest = 0;
     if (store < len) {
