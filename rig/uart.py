@@ -26,6 +26,7 @@ import json
 import logging
 import queue
 import re
+import select
 import threading
 import time
 from collections import deque
@@ -43,6 +44,7 @@ from rig.events import EventLog
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.05  # how long one read waits: bounds the reaction to close/lend requests
+READ_SIZE = 1 << 16  # the most one read takes
 MAX_LINE_BYTES = 64 * 1024  # a line longer than this (binary noise, no newline) is cut into pieces
 BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # reopen attempts after a port loss, the last one repeated
 TAIL_LINES = 20  # lines kept for error messages
@@ -181,6 +183,7 @@ class Uart:
         self._back = threading.Event()
         self._lost_since: float | None = None
         self._open_timeout = 5.0
+        self._fd: int | None = None  # the port's descriptor when it has one (device, socket://)
         self._expect_sub: UartSubscription | None = None
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -382,7 +385,7 @@ class Uart:
         attempt = 0
         while True:
             try:
-                return serial.serial_for_url(self._serial_url(), baudrate=self.baud, timeout=READ_TIMEOUT_S)
+                return self._connect()
             except (serial.SerialException, OSError, ValueError) as exc:
                 if time.monotonic() >= deadline or isinstance(exc, ValueError):
                     raise UartError(
@@ -427,8 +430,7 @@ class Uart:
                 self._reopen(reason="lost")
                 continue
             try:
-                waiting: int = port.in_waiting  # type: ignore[attr-defined]  # every URL handler has it
-                data = port.read(waiting or 1)
+                data = self._read_chunk(port)
             except (serial.SerialException, OSError) as exc:
                 if not self.reconnect:
                     raise UartError(f"{self.name} {self.url}: port lost ({exc}); reconnect is off") from exc
@@ -436,6 +438,33 @@ class Uart:
                 continue
             if data:
                 self._take(data, time.monotonic(), time.time())
+
+    def _read_chunk(self, port: serial.SerialBase) -> bytes:
+        """What the port has now, waiting at most READ_TIMEOUT_S for the first byte."""
+        fd = self._fd
+        if fd is None:
+            # rfc2217:// has no descriptor: pyserial's own thread fills a queue we read from.
+            waiting: int = port.in_waiting  # type: ignore[attr-defined]  # every URL handler has it
+            return bytes(port.read(waiting or 1))
+        # A device or socket:// port: wait for readability ourselves, then take everything there in
+        # one non-blocking read (socket://'s in_waiting says 1 at most, and a timed read(n) would wait
+        # for n bytes, delaying every line by the timeout).
+        ready, _, _ = select.select([fd], [], [], READ_TIMEOUT_S)
+        if not ready:
+            return b""
+        return bytes(port.read(READ_SIZE))
+
+    def _connect(self) -> serial.SerialBase:
+        """serial_for_url, then choose how to read it (see `_read_chunk`)."""
+        port = serial.serial_for_url(self._serial_url(), baudrate=self.baud, timeout=READ_TIMEOUT_S)
+        try:
+            fd: int | None = port.fileno()
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            fd = None
+        if fd is not None:
+            port.timeout = 0
+        self._fd = fd
+        return port
 
     def _port_lost(self, exc: BaseException) -> None:
         self._close_port()
@@ -449,9 +478,7 @@ class Uart:
         attempt = 0
         while not self._stop.is_set() and not self._lend_request.is_set():
             try:
-                self._port = serial.serial_for_url(
-                    self._serial_url(), baudrate=self.baud, timeout=READ_TIMEOUT_S
-                )
+                self._port = self._connect()
             except (serial.SerialException, OSError) as exc:
                 log.debug("%s: reopen %s failed: %s", self.name, self.url, exc)
                 self._stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])

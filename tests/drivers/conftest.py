@@ -148,10 +148,11 @@ def pty_device(tmp_path: Path) -> Iterator[PtyDevice]:
 
 
 class Ser2net:
-    """ser2net 4 serving one device as RFC 2217 on 127.0.0.1:`port`."""
+    """ser2net 4 serving one device as RFC 2217 (or raw TCP) on 127.0.0.1:`port`."""
 
-    def __init__(self, device: str, workdir: Path, baud: int = 115200) -> None:
+    def __init__(self, device: str, workdir: Path, baud: int = 115200, *, raw: bool = False) -> None:
         self.device = device
+        self.raw = raw  # a plain TCP accepter (socket://) instead of telnet RFC 2217
         self.workdir = workdir
         self.baud = baud
         self.port = free_port()
@@ -161,7 +162,7 @@ class Ser2net:
         self.config.write_text(
             "%YAML 1.1\n---\n"
             "connection: &dut\n"
-            f"  accepter: telnet(rfc2217),tcp,127.0.0.1,{self.port}\n"
+            f"  accepter: {'' if raw else 'telnet(rfc2217),'}tcp,127.0.0.1,{self.port}\n"
             f"  connector: serialdev,{device},{baud}n81,local\n"
             "  options:\n"
             "    kickolduser: true\n"
@@ -169,7 +170,7 @@ class Ser2net:
 
     @property
     def url(self) -> str:
-        return f"rfc2217://127.0.0.1:{self.port}"
+        return f"{'socket' if self.raw else 'rfc2217'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         log = (self.workdir / "ser2net.log").open("ab")

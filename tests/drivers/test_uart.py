@@ -84,6 +84,23 @@ def test_a_flood_through_ser2net_rfc2217_is_captured_byte_for_byte(
     assert (tmp_path / "uart.raw").read_bytes() == data
 
 
+def test_a_flood_through_a_raw_tcp_socket_is_captured_byte_for_byte(
+    pty_device: PtyDevice, tmp_path: Path
+) -> None:
+    server = Ser2net(pty_device.url, tmp_path / "ser2net", raw=True)
+    server.start()
+    try:
+        with Uart(server.url, 115200, name="hub") as port:
+            assert server.url.startswith("socket://")
+            port.record(tmp_path)
+            data = flood(FLOOD_BYTES)
+            pty_device.write(data, timeout=30)
+            wait_for(lambda: port.bytes_read >= len(data), 30, "reading the flood through a socket")
+    finally:
+        server.stop()
+    assert (tmp_path / "uart.raw").read_bytes() == data
+
+
 def test_each_line_is_recorded_with_its_offset_in_the_raw_file_and_timestamps(
     uart: Uart, pty_device: PtyDevice, tmp_path: Path
 ) -> None:
