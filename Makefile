@@ -10,13 +10,13 @@ RESULTS ?= results
 SYSTEM_PACKAGES := gcc:gcc /usr/include/mbedtls/ssl.h:libmbedtls-dev /usr/sbin/sshd:openssh-server \
                    /usr/sbin/mosquitto:mosquitto /usr/sbin/ser2net:ser2net
 
-.PHONY: help setup system-deps test lint typecheck unit bench bench-parse bench-uart bench-matrix \
+.PHONY: help setup system-deps test lint typecheck unit bench bench-parse bench-uart bench-matrix bench-drivers \
         nightly gate report clean
 
 help:
 	@echo "make bench   run the HIL matrix on the default (simulated) bench"
 	@echo "make test    run the rig's own checks: ruff, mypy, pytest"
-	@echo "make bench-parse | bench-uart | bench-matrix   benchmarks that print figures"
+	@echo "make bench-parse | bench-uart | bench-matrix | bench-drivers   benchmarks that print figures"
 	@echo "make nightly | gate VARIANT=name | report      the nightly run, the release gate, the HTML report"
 
 $(STAMP): pyproject.toml
@@ -76,6 +76,9 @@ bench-uart: setup
 
 bench-matrix: setup
 	$(BIN)/python tests/benchmarks/matrix.py --bench $(BENCH)
+
+bench-drivers: setup
+	$(BIN)/python tests/benchmarks/drivers.py
 
 clean:
 	rm -rf build results .pytest_cache .mypy_cache .ruff_cache
