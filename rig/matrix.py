@@ -3,8 +3,10 @@
 Order: the bench programs a variant once and switches paths as rarely as it can. Cells are grouped by
 variant (the variant already on the DUT first, when the bench knows it), and within a variant the paths
 snake: each variant starts on the path the previous one ended on (the first on the baseline, where the
-bench starts). Repeats of a cell run back to back. So a run of V variants on P paths programs V times
-and switches paths V × (P − 1) times at most.
+bench starts) — except that paths the variant is expected to pass on come before those it is expected
+to fail on, so that a failing attempt can be compared live with its variant's passing one. Repeats of
+a cell run back to back. So a run of V variants on P paths programs V times and switches paths at most
+V × P times (V × (P − 1) when no variant has mixed expectations).
 
 A `Cell` is what a HIL test gets: `prepare()` then `handshake()`. A bench problem in either (an
 `InfrastructureError`) ends that attempt as `error` in `cells.jsonl` and the cell is tried once more
@@ -87,10 +89,10 @@ def order_cells(
     for name in names:
         members = groups[name]
         used = list(dict.fromkeys(spec_of(m).path for m in members))
-        used.sort(key=lambda p: rank.get(p, len(rank)))
-        if current in used:  # start where the bench is; then the others in bench order
-            used.remove(current)
-            used.insert(0, current)
+        expected_fail = {spec_of(m).path for m in members if spec_of(m).expectation.outcome == "fail"}
+        # Paths expected to pass first (their attempt is the reference a failing one is compared
+        # with, live), then where the bench already is, then the bench file's order.
+        used.sort(key=lambda p: (p in expected_fail, p != current, rank.get(p, len(rank))))
         for path in used:
             ordered.extend(
                 sorted((m for m in members if spec_of(m).path == path), key=lambda m: spec_of(m).repeat)

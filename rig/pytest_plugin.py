@@ -34,7 +34,7 @@ from rig.cell import AttemptResult, CellBench, failure_type
 from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_bench, load_variants
 from rig.errors import ConfigError, InfrastructureError
 from rig.matrix import AttemptCounter, Cell, CellSpec, order_cells, plan
-from rig.report.attachments import attach_attempt, label_cell
+from rig.report.attachments import attach_attempt, attach_files, label_cell
 from rig.report.comparison import Side, write_comparison
 from rig.report.evidence import RunFolder
 from rig.report.records import Outcome, cell_id
@@ -56,6 +56,7 @@ class RigState:
     run: RunFolder | None = None
     counter: AttemptCounter = field(default_factory=AttemptCounter)
     passing: dict[str, AttemptResult] = field(default_factory=dict)  # variant → a completed attempt
+    waiting: dict[str, list[AttemptResult]] = field(default_factory=dict)  # failing, no reference yet
 
     def run_folder(self) -> RunFolder:
         if self.run is None:
@@ -289,20 +290,35 @@ def _outcome(report: pytest.TestReport, infrastructure: bool) -> Outcome:
 
 
 def _add_comparison(state: RigState, the_cell: Cell) -> None:
-    """A failing attempt gets the timeline chart and the diff beside the run's passing one."""
+    """A failing attempt gets the timeline chart and the diff beside the run's passing one.
+
+    When the failing attempt runs before any passing attempt of its variant, it gets a one-sided
+    chart now; the comparison is written into its folder (and attached to the passing test) as soon
+    as a passing attempt of the variant comes.
+    """
     result = the_cell.result
     if result is None or result.parser is None or result.verdict in ("error", "not run"):
         return
     if result.completed:
         state.passing.setdefault(result.variant, result)
+        for failing in state.waiting.pop(result.variant, []):
+            written = _compare(failing, result)
+            attach_files(
+                written, f"{cell_id(failing.variant, failing.path)} attempt {failing.attempt} vs this"
+            )
         return
     reference = state.passing.get(result.variant)
-    write_comparison(
-        result.folder,
-        _side(result),
-        _side(reference) if reference is not None else None,
-        title=f"{result.variant}: {result.path} ({result.verdict}) beside "
-        + (f"{reference.path} (completed)" if reference is not None else "no passing attempt in this run"),
+    _compare(result, reference)
+    if reference is None:
+        state.waiting.setdefault(result.variant, []).append(result)
+
+
+def _compare(failing: AttemptResult, reference: AttemptResult | None) -> list[Path]:
+    title = f"{failing.variant}: {failing.path} ({failing.verdict}) beside " + (
+        f"{reference.path} (completed)" if reference is not None else "no passing attempt in this run (yet)"
+    )
+    return write_comparison(
+        failing.folder, _side(failing), _side(reference) if reference is not None else None, title=title
     )
 
 

@@ -32,6 +32,7 @@ class LiveBench:
 
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
+        self._selected: str | None = None  # the path this session selected and verified last
 
     @property
     def config(self) -> BenchConfig:
@@ -45,7 +46,17 @@ class LiveBench:
         return self.bench.ensure_image(variant, out_dir)
 
     def select_path(self, name: str) -> None:
+        """Select and verify `name`, unless this session's last selection already was `name`.
+
+        The router's path does not change between two cells of the same path (this session holds the
+        lease), so re-activating it would only cost an SSH round of activate + verify per attempt.
+        """
+        if name == self._selected:
+            self.bench.events.emit("path_kept", "router", path=name)
+            return
+        self._selected = None
         self.bench.select_path(name)
+        self._selected = name
 
     def subscribe(self) -> UartSubscription:
         return self.bench.uart.subscribe()

@@ -56,6 +56,18 @@ def attach_attempt(folder: Path, attempt: int) -> list[str]:
     return attached
 
 
+def attach_files(paths: list[Path], title: str) -> None:
+    """Attach files written by the comparison (chart, diff) under `title`."""
+    kinds = {".png": allure.attachment_type.PNG, ".json": allure.attachment_type.JSON}
+    for path in paths:
+        if path.is_file():
+            _attach_file(
+                str(path),
+                name=f"{title}: {path.name}",
+                attachment_type=kinds.get(path.suffix, allure.attachment_type.TEXT),
+            )
+
+
 def label_cell(variant: str, path: str) -> None:
     """Group the allure report by variant (feature) and path (story)."""
     feature: Callable[..., Any] = allure.dynamic.feature
