@@ -130,7 +130,7 @@ def diagnose_parser(
     """Diagnose the parser's current attempt (provisional while the log is still growing)."""
     trace = parser.trace
     version = parser.version
-    outcome, category, stall_seconds = _judge(trace, now, stall_after)
+    outcome, category, stall_seconds = _judge(trace, now, stall_after, parser.last_time)
     last = trace.last_state
     root = trace.root_error if outcome == "failed" else None
     alert = _headline_alert(trace) if outcome == "failed" else None
@@ -160,8 +160,9 @@ def diagnose_parser(
 
 
 def _judge(
-    trace: HandshakeTrace, now: float | None, stall_after: float | None
+    trace: HandshakeTrace, now: float | None, stall_after: float | None, log_end: float | None
 ) -> tuple[Outcome, Category, float | None]:
+    """Outcome and category; `log_end` is the host time of the last timestamped line of the log."""
     if trace.completed:
         return "completed", "completed", None
     if trace.failed:
@@ -174,8 +175,8 @@ def _judge(
             return "incomplete", "timeout", None
         if trace.want_read_retries >= STALL_MIN_RETRIES:
             seconds = None
-            if since is not None and trace.last_time is not None and trace.last_time > since:
-                seconds = round(trace.last_time - since, 3)
+            if since is not None and log_end is not None and log_end > since:
+                seconds = round(log_end - since, 3)
             return "stalled", "stall_want_read", seconds
         return "incomplete", "timeout", None
     return "incomplete", "other", None

@@ -79,8 +79,12 @@ class LogParser:
             stamp = self.last_time
         if kind != "mbedtls":
             counts[kind] += 1
-            if self._pending is not None and kind == "unknown":
-                return self._join_wrapped(clean(line).strip())
+            if self._pending is not None and (
+                kind == "unknown" or (kind == "app" and parsed.host_time is None)
+            ):
+                # A hard-wrapped continuation has no prefix of its own (`[3:3], msglen = 1` may look like
+                # an application's tag): try it as the rest of the previous message.
+                return self._join_wrapped(clean(line))
             self._pending = None
             return []
         counts["mbedtls"] += 1
@@ -110,6 +114,8 @@ class LogParser:
         self._pending = None
         joined = parsed.message + continuation
         result = classify(joined)
+        if result is None and continuation[:1] != " ":  # wrapped at a word boundary, the space dropped
+            result = classify(parsed.message + " " + continuation)
         if result is None:
             if len(joined) < 240:  # a message wrapped over several lines; stop at an implausible length
                 self._pending = (replace(parsed, message=joined), line_no, stamp)
