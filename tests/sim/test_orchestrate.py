@@ -19,6 +19,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+import serial
 from click.testing import CliRunner
 
 from rig.cli import main
@@ -228,3 +229,28 @@ def test_a_second_sim_runs_side_by_side_and_down_leaves_no_process_even_after_th
         if controller.poll() is None:
             controller.kill()
         other.rig("down")
+
+
+def test_the_uart_can_be_served_as_rfc2217_through_ser2net(tmp_path: Path) -> None:
+    sim = make_folder(tmp_path)
+    try:
+        assert sim.up("--uart", "rfc2217").returncode == 0
+        env = read_env_file(sim.dir / "bench.env")
+        url = env["RIG_SIM_UART_URL"]
+        assert url.startswith("rfc2217://127.0.0.1:") and url.endswith("?ign_set_control")
+        hex_path = sim.repo / "build" / "firmware" / "tcp-rx-512.hex"
+        with serial.serial_for_url(url, baudrate=115200, timeout=0.5) as uart:
+            done = subprocess.run(
+                [env["RIG_SIM_IPECMD"], "-TPICD4", f"-TS{env['RIG_SIM_TOOL_SERIAL']}", "-P32MZ2048EFM100",
+                 f"-F{hex_path}", "-M", "-OL"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert "Program Succeeded." in done.stdout
+            received, deadline = b"", time.monotonic() + 15
+            while b"image sha256" not in received and time.monotonic() < deadline:
+                received += uart.read(4096)
+        assert b"image sha256" in received
+        assert "ser2net" in sim.rig("down").stdout
+    finally:
+        sim.rig("down")
+    assert processes_mentioning(str(sim.dir)) == []
