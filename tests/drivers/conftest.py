@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from rig.uart import Uart, UartTimeout
+
 SSHD = "/usr/sbin/sshd"
 SER2NET = shutil.which("ser2net") or "/usr/sbin/ser2net"
 
@@ -378,3 +380,21 @@ def netctl_paths(script: Path, host: str = "router") -> dict[str, object]:
         }
         for name, rtt in (("landline", 30), ("satellite", 600))
     }
+
+
+def settle(device: PtyDevice, uart: Uart, timeout: float = 10.0) -> None:
+    """Wait until bytes written to `device` reach `uart`.
+
+    ser2net opens the device only when a client connects, and opening flushes what is pending: bytes
+    the device writes before that are gone (a real bench has the same race). Tests that compare bytes
+    start after this handshake; `uart.record()` afterwards starts a clean file.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        device.write(b"settle\n")
+        try:
+            uart.expect("^settle$", timeout=0.1)
+            return
+        except UartTimeout:
+            if time.monotonic() > deadline:
+                raise

@@ -15,7 +15,7 @@ import serial
 from rig.events import Event, EventLog
 from rig.uart import Uart, UartError, UartLine, UartTimeout, UartUnexpected
 
-from .conftest import PtyDevice, Ser2net
+from .conftest import PtyDevice, Ser2net, settle
 
 # 3 Mbit/s for two seconds: 750 kB of Mbed TLS-like debug lines with binary noise mixed in.
 FLOOD_BYTES = 3_000_000 // 8 * 2
@@ -77,10 +77,12 @@ def test_a_flood_through_ser2net_rfc2217_is_captured_byte_for_byte(
 ) -> None:
     server = ser2net(pty_device.url)
     with Uart(server.url, 115200, name="hub") as port:
+        settle(pty_device, port)
         port.record(tmp_path)
         data = flood(FLOOD_BYTES)
+        read_before = port.bytes_read
         pty_device.write(data, timeout=30)
-        wait_for(lambda: port.bytes_read >= len(data), 30, "reading the flood through ser2net")
+        wait_for(lambda: port.bytes_read - read_before >= len(data), 30, "reading the flood through ser2net")
     assert (tmp_path / "uart.raw").read_bytes() == data
 
 
@@ -92,10 +94,14 @@ def test_a_flood_through_a_raw_tcp_socket_is_captured_byte_for_byte(
     try:
         with Uart(server.url, 115200, name="hub") as port:
             assert server.url.startswith("socket://")
+            settle(pty_device, port)
             port.record(tmp_path)
             data = flood(FLOOD_BYTES)
+            read_before = port.bytes_read
             pty_device.write(data, timeout=30)
-            wait_for(lambda: port.bytes_read >= len(data), 30, "reading the flood through a socket")
+            wait_for(
+                lambda: port.bytes_read - read_before >= len(data), 30, "reading the flood through a socket"
+            )
     finally:
         server.stop()
     assert (tmp_path / "uart.raw").read_bytes() == data
