@@ -137,7 +137,7 @@ class LogParser:
                 self.fingerprint.observe_style(
                     "name_number_state" if data["number"] is not None else "name_state"
                 )
-            elif parsed.file is not None and parsed.source_line is not None and not data["tls13"]:
+            if "from" not in data and parsed.file is not None and parsed.source_line is not None:
                 self.fingerprint.observe_line(parsed.file, f"{data['role']}_state", parsed.source_line)
         elif kind == "handshake_start" and parsed.file is not None and parsed.source_line is not None:
             self.fingerprint.observe_line(parsed.file, "handshake_start", parsed.source_line)
