@@ -204,7 +204,10 @@ class _Stop(Exception):
     "--out", "out_file", type=click.Path(path_type=Path), default=None, help="record the raw bytes to FILE"
 )
 @click.option("--seconds", type=float, default=None, help="stop after N seconds (default: Ctrl-C)")
-def uart(bench_file: Path, out_file: Path | None, seconds: float | None) -> None:
+@click.option(
+    "--reset", "reset_first", is_flag=True, help="reset the DUT once the view is open (watch it boot)"
+)
+def uart(bench_file: Path, out_file: Path | None, seconds: float | None, reset_first: bool) -> None:
     """Live view of the DUT's UART with handshake states highlighted; --out records the raw bytes."""
     loaded = _load(bench_file)
     extra = (
@@ -227,6 +230,8 @@ def uart(bench_file: Path, out_file: Path | None, seconds: float | None) -> None
             if recording is not None:
                 held.uart.record(recording)
             subscription = held.uart.subscribe()
+            if reset_first:
+                held.reset_dut()
             deadline = None if seconds is None else start + seconds
             while deadline is None or time.monotonic() < deadline:
                 wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))

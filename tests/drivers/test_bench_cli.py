@@ -102,3 +102,11 @@ def test_rig_bench_lock_status_names_the_owner_and_break_frees_the_bench(
         )
     finally:
         owner.release()
+
+
+def test_rig_uart_reset_shows_the_dut_booting(bench_file: Path, hub: Hub) -> None:
+    hub.sha256 = "cd" * 32
+    result = rig("uart", "--bench", str(bench_file), "--seconds", "1.5", "--reset")
+    assert result.exit_code == 0, result.output
+    assert "hub firmware rig-test booting" in result.stdout
+    assert f"image sha256: {'cd' * 32}" in result.stdout
