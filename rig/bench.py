@@ -27,11 +27,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from rig.cloud import CloudEvents
 from rig.config import BenchConfig, Loaded, VariantConfig, load_bench
@@ -178,7 +177,7 @@ class Bench:
             self._check("cloud", self._check_cloud),
         ]
 
-    def _check(self, part: str, probe: Any) -> CheckResult:
+    def _check(self, part: str, probe: Callable[[], str]) -> CheckResult:
         start = time.monotonic()
         try:
             detail = probe()
