@@ -48,6 +48,9 @@ READ_SIZE = 1 << 16  # the most one read takes
 MAX_LINE_BYTES = 64 * 1024  # a line longer than this (binary noise, no newline) is cut into pieces
 BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # reopen attempts after a port loss, the last one repeated
 TAIL_LINES = 20  # lines kept for error messages
+# expect() looks at lines since the last expect()/record(); on a port nobody expect()s on for hours this
+# backlog would grow without end, so it keeps the newest lines only (about 10 MB of debug lines).
+EXPECT_BACKLOG = 100_000
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,18 @@ _CLOSED = object()  # queue sentinel: the subscription's stream ended (closed, o
 class UartSubscription:
     """A reader's own view of the line stream, from the moment it subscribed on."""
 
-    def __init__(self, uart: Uart) -> None:
+    def __init__(self, uart: Uart, limit: int | None = None) -> None:
         self._uart = uart
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.closed = False
+        self.limit = limit  # None: unbounded; else the oldest lines are dropped beyond it
+        self.dropped = 0
 
     def _put(self, item: Any) -> None:
+        if self.limit is not None and item is not _CLOSED and self._queue.qsize() >= self.limit:
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()
+                self.dropped += 1
         self._queue.put(item)
 
     def get(self, timeout: float) -> UartLine | None:
@@ -204,10 +213,11 @@ class Uart:
         if self._thread is not None:
             raise UartError(f"{self.name} {self.url}: already open")
         self._open_timeout = timeout
+        self.error = None
         self._port = self._open_port(timeout)
         self.connected = True
         self._stop.clear()
-        self._expect_sub = self.subscribe()
+        self._expect_sub = self.subscribe(limit=EXPECT_BACKLOG)
         self._thread = threading.Thread(target=self._run, name=f"uart-reader-{self.name}", daemon=True)
         self._thread.start()
         self.events.emit("uart_open", self.name, url=self.url, baud=self.baud)
@@ -260,15 +270,18 @@ class Uart:
             old.close()
         if self._expect_sub is not None:
             self._expect_sub.close()
-            self._expect_sub = self.subscribe()
+            self._expect_sub = self.subscribe(limit=EXPECT_BACKLOG)
         self.events.emit("uart_record", self.name, directory=str(directory) if directory else None)
 
     # ------------------------------------------------------------------------------------ consumers
 
-    def subscribe(self) -> UartSubscription:
-        """A new subscriber that receives every line from now on; it never slows the reader."""
+    def subscribe(self, *, limit: int | None = None) -> UartSubscription:
+        """A new subscriber that receives every line from now on; it never slows the reader.
+
+        Its queue is unbounded unless `limit` is given (then the oldest lines are dropped).
+        """
         self._raise_if_dead()
-        sub = UartSubscription(self)
+        sub = UartSubscription(self, limit)
         with self._lock:
             self._subscribers.append(sub)
         return sub

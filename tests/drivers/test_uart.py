@@ -148,6 +148,16 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_capture(
     assert isinstance(idle.get(timeout=0), UartLine)
 
 
+def test_a_bounded_subscriber_keeps_the_newest_lines_and_counts_the_dropped(
+    uart: Uart, pty_device: PtyDevice
+) -> None:
+    sub = uart.subscribe(limit=2)
+    pty_device.write(b"1\n2\n3\n4\n5\n")
+    wait_for(lambda: uart.last_lines(1) == ["5"], 5, "the fifth line")
+    assert [line.text for line in iter(lambda: sub.get(timeout=0), None)] == ["4", "5"]
+    assert sub.dropped == 3
+
+
 def test_expect_returns_the_match_of_the_first_matching_line(uart: Uart, pty_device: PtyDevice) -> None:
     pty_device.write(b"=> handshake\nclient state: 11\nclient state: 12\n")
     match = uart.expect(r"client state: (\d+)", timeout=5)
