@@ -12,13 +12,12 @@ the broker and its certificates.
 Every started process is recorded in `DIR/run/` (`rig.sim.procs`); `down` stops what is recorded, also
 after the controller that started it died. `up` on a folder left dirty by a killed `up` cleans it first.
 
-Folder layout: run/ logs/ pki/ broker/ cloud/ router/ ssh/ bin/ board/ hub/ dev/ faults/ sim.json
-images.json bench.env.
+Folder layout: run/ logs/ broker/ cloud/ router/ ssh/ bin/ board/ hub/ dev/ faults/ sim.json bench.env;
+the PKI and the images are shared by the sims of a user (`rig.sim.builds`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rig.config import BenchConfig, VariantConfig, load_bench, load_variant
+from rig.config import BenchConfig, load_bench
 from rig.errors import ConfigError, InfrastructureError
 from rig.sim import programmer, sshd
 from rig.sim.board import BoardClient
@@ -109,8 +108,8 @@ class Sim:
 
     def _up(self, bench_path: Path, bench: BenchConfig, options: UpOptions, progress: Progress) -> None:
         from rig.sim.broker import Broker
+        from rig.sim.builds import ensure_pki, shared_pki_dir
         from rig.sim.hubbuild import build_hub
-        from rig.sim.pki import generate_pki
 
         python = sys.executable
         endpoint = bench.cloud.endpoint
@@ -124,12 +123,13 @@ class Sim:
             "client_id": bench.dut.client_id,
             "uart": options.uart,
             "reenumerate": options.reenumerate,
+            "pki": str(shared_pki_dir()),
             "started": time.time(),
         }
         self._save_state(state)
 
-        progress("generating the PKI")
-        pki = generate_pki(self.dir / "pki", endpoint)
+        progress(f"PKI in {state['pki']}")
+        pki = ensure_pki(endpoint, Path(state["pki"]))
         progress("building the hub binary")
         hub = build_hub(self.dir / "hub")
         self._build_stale(bench_path, bench, options, progress)
@@ -256,49 +256,21 @@ class Sim:
         only_if_stale: bool = False,
         bench: BenchConfig | None = None,
     ) -> str | None:
-        """Build a variant's HEX (to its `image.hex`) for this sim's PKI; its sha256, None if fresh."""
-        from rig.sim.image import build_image
-        from rig.sim.pki import generate_pki
+        """Build a variant's HEX (to its `image.hex`) with the sims' PKI; its sha256, None if fresh."""
+        from rig.sim.builds import build_variant, ensure_pki
 
-        variant: VariantConfig = load_variant(variant_file).model
         if bench is None:
             bench_file = self.state().get("bench")
             if not bench_file:
                 raise ConfigError(f"{self.dir}: no sim here yet — run `rig sim up` (it also builds images)")
             bench = load_bench(Path(bench_file)).model
         endpoint, client_id = bench.cloud.endpoint, bench.dut.client_id
-        pki = generate_pki(self.dir / "pki", endpoint)
-        stamp = {
-            "variant": hashlib.sha256(variant_file.read_bytes()).hexdigest(),
-            "pki": hashlib.sha256(pki.device_ca_pem.read_bytes() + pki.root_pem.read_bytes()).hexdigest(),
-            "client_id": client_id,
-            "endpoint": endpoint,
-        }
-        images = self._images()
-        known = images.get(variant.name, {})
-        hex_path = variant.image.hex
-        if (
-            only_if_stale
-            and hex_path.is_file()
-            and known.get("stamp") == stamp
-            and known.get("sha256") == _sha256(hex_path)
-        ):
-            return None
-        progress(f"building image {variant.name} → {hex_path}")
-        hex_path.parent.mkdir(parents=True, exist_ok=True)
-        sha = build_image(variant, pki, client_id, endpoint, hex_path)
-        images[variant.name] = {"stamp": stamp, "sha256": _sha256(hex_path), "image_sha256": sha,
-                                "hex": str(hex_path)}  # fmt: skip
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "images.json").write_text(json.dumps(images, indent=2))
+        pki_dir = self.state().get("pki")
+        pki = ensure_pki(endpoint, Path(pki_dir) if pki_dir else None)
+        hex_path, sha = build_variant(variant_file, pki, client_id, endpoint, only_if_stale=only_if_stale)
+        if sha is not None:
+            progress(f"built image {variant_file.stem} → {hex_path}")
         return sha
-
-    def _images(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads((self.dir / "images.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-        return data
 
     # ------------------------------------------------------------------ down and status
 
@@ -357,7 +329,7 @@ class Sim:
                 board = {"error": str(exc)}
             flash = board.get("flash") or {}
             result["board"] = board
-            result["image"] = self._image_name(flash.get("source"), flash.get("sha256"))
+            result["image"] = self._image_name(flash.get("source"))
         result["faults"] = active_faults(self)
         return result
 
@@ -369,17 +341,13 @@ class Sim:
             return "unknown (simrouter status timed out)"
         return done.stdout.strip() if done.returncode == 0 else f"unknown ({done.stderr.strip()})"
 
-    def _image_name(self, source: str | None, flash_sha: str | None) -> str | None:
+    def _image_name(self, source: str | None) -> str | None:
+        from rig.sim.builds import variant_of
+
         if source is None:
             return None
-        for name, info in self._images().items():
-            if info.get("hex") == source:
-                return f"{name} ({Path(source).name})"
-        return Path(source).name
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+        name = variant_of(source)
+        return f"{name} ({Path(source).name})" if name else Path(source).name
 
 
 def default_dir() -> Path:

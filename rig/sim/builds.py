@@ -1,0 +1,110 @@
+"""Variant images for the simulated bench: one PKI per machine, each HEX rebuilt only when stale.
+
+A variant file names one HEX path (`image.hex`, e.g. `build/firmware/tcp-rx-1024.hex`) whatever sim
+programs it, and the image carries the CA root and the device certificate and key. If every sim had its
+own PKI, two sims side by side would overwrite each other's images with ones the other's cloud refuses.
+So the sims of one user share a PKI (`$RIG_SIM_PKI_DIR`, default `~/.cache/rig/sim-pki`): every sim
+builds the same bytes for the same variant, and a HEX whose stamp (`<hex>.build.json`: variant file
+hash, PKI fingerprint, client id, endpoint, HEX sha256) still matches is left alone. File locks keep
+concurrent `rig sim up`s from generating the PKI or writing one HEX at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rig.config import load_variant
+from rig.errors import InfrastructureError
+from rig.sim.image import build_image
+from rig.sim.pki import Pki, generate_pki
+
+LOCK_TIMEOUT_S = 120.0
+
+
+def shared_pki_dir() -> Path:
+    """Where the sims of this user keep their PKI."""
+    override = os.environ.get("RIG_SIM_PKI_DIR")
+    if override:
+        return Path(override).expanduser().resolve()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "rig" / "sim-pki"
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed) for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise InfrastructureError(f"cannot lock {path}: {exc}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_pki(endpoint: str, directory: Path | None = None) -> Pki:
+    """The shared PKI, generated on first use (the server leaf is remade for a new endpoint)."""
+    folder = directory or shared_pki_dir()
+    with locked(folder.parent / f".{folder.name}.lock"):
+        return generate_pki(folder, endpoint)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stamp_path(hex_path: Path) -> Path:
+    return hex_path.with_name(hex_path.name + ".build.json")
+
+
+def read_stamp(hex_path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(stamp_path(hex_path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data
+
+
+def build_variant(
+    variant_file: Path, pki: Pki, client_id: str, endpoint: str, *, only_if_stale: bool
+) -> tuple[Path, str | None]:
+    """Build `variant_file`'s HEX; returns its path and the HEX sha256, or None when it was fresh."""
+    variant = load_variant(variant_file).model
+    hex_path = variant.image.hex
+    inputs = {
+        "variant": variant.name,
+        "variant_sha256": _sha256(variant_file),
+        "pki": hashlib.sha256(pki.root_pem.read_bytes() + pki.device_ca_pem.read_bytes()).hexdigest(),
+        "client_id": client_id,
+        "endpoint": endpoint,
+    }
+    with locked(hex_path.parent / ".rig-sim-build.lock"):
+        stamp = read_stamp(hex_path)
+        fresh = (
+            hex_path.is_file()
+            and {k: stamp.get(k) for k in inputs} == inputs
+            and stamp.get("hex_sha256") == _sha256(hex_path)
+        )
+        if only_if_stale and fresh:
+            return hex_path, None
+        sha = build_image(variant, pki, client_id, endpoint, hex_path)
+        stamp_path(hex_path).write_text(json.dumps({**inputs, "hex_sha256": sha}, indent=2))
+    return hex_path, sha
+
+
+def variant_of(hex_path: str | None) -> str | None:
+    """The variant a HEX file was built from (from its stamp), for `rig sim status`."""
+    if not hex_path:
+        return None
+    name = read_stamp(Path(hex_path)).get("variant")
+    return str(name) if name else None
