@@ -117,8 +117,9 @@ def test_preflight_of_a_healthy_bench_passes_every_part(bench_file: Path) -> Non
 
 
 def test_preflight_names_a_router_off_its_baseline_and_a_vanished_uart(
-    bench_file: Path, routerfs: Path, pty_device: PtyDevice
+    bench_file: Path, routerfs: Path, pty_device: PtyDevice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("rig.bench.UART_PROBE_TIMEOUT_S", 0.5)
     (routerfs / "route").write_text("satellite\n")
     pty_device.vanish()
     results = {r.part: r for r in Bench(load_bench(bench_file)).preflight()}
