@@ -310,6 +310,11 @@ class Bench:
             with self._banner_cond:
                 if self._banner is not None:
                     return self._banner[0], "banner"
+        if (
+            self._watcher is not None
+            and self._watcher.is_alive()
+            and self.config.dut.reset.method != "none"  # nothing would make it print one
+        ):
             since = time.monotonic()
             self.reset_dut()
             with self._banner_cond:
