@@ -254,3 +254,16 @@ def test_the_uart_can_be_served_as_rfc2217_through_ser2net(tmp_path: Path) -> No
     finally:
         sim.rig("down")
     assert processes_mentioning(str(sim.dir)) == []
+
+
+def test_up_on_a_running_sim_rebuilds_only_the_images_whose_variant_changed(running: SimFolder) -> None:
+    again = running.up()
+    assert again.returncode == 0
+    assert "already up" in again.stdout and "built image" not in again.stdout
+    variant = running.repo / "firmware_configs" / "tcp-rx-512.yaml"
+    variant.write_text(variant.read_text() + "# edited\n")
+    rebuilt = running.up()
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert [line.split()[-3] for line in rebuilt.stdout.splitlines() if "built image" in line] == [
+        "tcp-rx-512"
+    ]
