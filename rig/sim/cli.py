@@ -115,6 +115,11 @@ def status(folder: Path | None, quiet: bool, as_json: bool) -> None:
         console.print(f"uplink: {report.get('uplink') or '-'}")
         board = report.get("board") or {}
         console.print(f"hub:    {board.get('state', '-')}, image {report.get('image') or 'none'}")
+        if board:
+            console.print(f"uart:   {board.get('port')}: {board.get('uart_written', 0)} B sent, "
+                          f"{board.get('uart_dropped', 0)} B dropped (nobody reading)")  # fmt: skip
+        for problem in board.get("errors", []):
+            console.print(f"[red]board:  {problem}[/]")
         console.print(f"faults: {', '.join(report['faults']) or 'none'}")
     raise SystemExit(0 if report["up"] else 3)
 
