@@ -325,7 +325,11 @@ def _compare(failing: AttemptResult, reference: AttemptResult | None) -> list[Pa
 def _side(result: AttemptResult) -> Side:
     assert result.parser is not None
     label = f"{cell_id(result.variant, result.path)} attempt {result.attempt}"
-    return Side(label, result.parser.trace, result.summary or result.verdict, result.verdict_time)
+    verdict = result.verdict
+    if not result.completed and result.last_state:
+        verdict += f" at {result.last_state}"
+    verdict += f" after {result.seconds.reset_to_verdict:.1f} s"
+    return Side(label, result.parser.trace, verdict, result.verdict_time)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:

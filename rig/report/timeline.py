@@ -57,13 +57,22 @@ def plot_timeline(series: list[TimelineSeries], out: Path, title: str = "") -> P
         states_axis.set_yticklabels([f"{n} {names[n]}"[:28] for n in ticks], fontsize=6)
         states_axis.grid(True, alpha=0.3)
         if one.reads:
-            states_reads = [t for t, _ in one.reads]
-            sizes = [size for _, size in one.reads]
-            reads_axis.bar(states_reads, sizes, width=horizon / 150, color="C2")
+            # Cumulative inbound bytes: a healthy flight climbs in a few steps; a stall is a flat line.
+            times, total, cumulative = [], 0, []
             for t, size in one.reads:
-                if size not in (5,):  # label the payload reads, not the 5-byte record headers
-                    reads_axis.annotate(str(size), (t, size), fontsize=6, ha="center", va="bottom")
-        reads_axis.set_ylabel("f_recv bytes")
+                total += size
+                times.append(t)
+                cumulative.append(total)
+            end = max(one.end or times[-1], times[-1])
+            reads_axis.step([0.0, *times, end], [0, *cumulative, total], where="post", color="C2")
+            reads_axis.plot(times, cumulative, "o", markersize=3, color="C2")
+            shown = ", ".join(str(size) for _, size in one.reads[:14])
+            more = f", … ({len(one.reads)} reads)" if len(one.reads) > 14 else ""
+            reads_axis.text(
+                0.01, 0.97, f"f_recv sizes: {shown}{more}", transform=reads_axis.transAxes,
+                fontsize=7, va="top", wrap=True,
+            )  # fmt: skip
+        reads_axis.set_ylabel("bytes received (total)")
         reads_axis.set_xlabel("seconds since the handshake started")
         reads_axis.set_xlim(0, horizon * 1.05)
         reads_axis.grid(True, alpha=0.3)
