@@ -332,13 +332,16 @@ class Bench:
         except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
             return None, "unknown"
 
-    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
-        """Program `variant`'s image unless the DUT already runs it (then `skipped=True`)."""
+    def ensure_image(self, variant: VariantConfig, out_dir: Path, *, force: bool = False) -> ProgramResult:
+        """Program `variant`'s image unless the DUT already runs it (then `skipped=True`).
+
+        `force` programs without asking the DUT (a DUT that prints a wrong banner, a suspect flash).
+        """
         image = variant.image.hex
         if not image.is_file():
             raise ConfigError(f"variant {variant.name}: image {image} not found — build it or fix image.hex")
         wanted = image_sha256(image)
-        running, how = self.running_image()
+        running, how = (None, "unknown") if force else self.running_image()
         if running is not None and running.lower() == wanted:
             self.events.emit("flash_skipped", "bench", variant=variant.name, sha256=wanted, known_by=how)
             return ProgramResult(True, True, 0.0, 0, None, wanted)

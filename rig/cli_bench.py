@@ -133,10 +133,7 @@ def flash(variant: str, bench_file: Path, firmware_dir: Path, force: bool, out_d
     chosen = _variant(variant, firmware_dir)
     out_dir = out_dir or Path("results") / "flash" / f"{chosen.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     with Bench(_load(bench_file)).hold(uart=not force, router=False, cloud=False) as held:
-        if force:
-            result = held.programmer.program(chosen.image.hex, out_dir=out_dir, sha256=chosen.image.sha256)
-        else:
-            result = held.ensure_image(chosen, out_dir)
+        result = held.ensure_image(chosen, out_dir, force=force)
     if result.skipped:
         out.print(f"[green]already there[/]: the DUT runs {chosen.name} (sha256 {result.image_sha256[:12]}…)")
     else:

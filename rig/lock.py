@@ -7,6 +7,8 @@ background thread; a lease whose owner died lapses on its own: at once when the 
 and its pid is gone (a CI job killed with SIGKILL leaves no stale lock), otherwise when it expires.
 Reading and writing the file happens under an `flock` of a side file, so two processes never both
 take a free lease. Waiting for a lease has a timeout, and the error names the current owner.
+Several users share a bench through a `state_dir` they can all write (a group-writable folder): the
+lease files are created group- and world-writable within the umask.
 """
 
 from __future__ import annotations

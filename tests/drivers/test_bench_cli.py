@@ -110,3 +110,13 @@ def test_rig_uart_reset_shows_the_dut_booting(bench_file: Path, hub: Hub) -> Non
     assert result.exit_code == 0, result.output
     assert "hub firmware rig-test booting" in result.stdout
     assert f"image sha256: {'cd' * 32}" in result.stdout
+
+
+def test_rig_flash_force_programs_even_the_image_the_dut_runs(
+    bench_file: Path, hub: Hub, variant: VariantConfig, stand_in: Path, tmp_path: Path
+) -> None:
+    hub.sha256 = image_sha256(variant.image.hex)
+    result = rig("flash", str(variant_file(variant, tmp_path)), "--bench", str(bench_file), "--force")
+    assert result.stdout.startswith("programmed tcp-rx-1460 ")
+    assert programmer_calls(stand_in) == 1
+    assert hub.resets == 0  # nobody asked the DUT
