@@ -57,6 +57,7 @@ class CheckResult:
     ok: bool
     detail: str
     seconds: float
+    skipped: bool = False  # not probed (ok says nothing about the part then)
 
 
 def _relative_to(location: str, folder: Path) -> str:
@@ -168,14 +169,23 @@ class Bench:
         for a part's problem: each is a failed `CheckResult` whose detail says what to check.
         """
         provider = [self._check("provider", self._check_provider)] if self.config.provider else []
+        lease = self._check("lease", self._check_lease)
+        # Another run owns the bench: opening its UART would take bytes from its capture, and the
+        # observer's client id on the broker would throw its cloud watcher off (duplicate client id).
+        busy = not lease.ok and not self.lease.held
         return [
             *provider,
-            self._check("lease", self._check_lease),
+            lease,
             self._check("programmer", self._check_programmer),
-            self._check("uart", self._check_uart),
+            self._skip("uart") if busy else self._check("uart", self._check_uart),
             self._check("router", self._check_router),
-            self._check("cloud", self._check_cloud),
+            self._skip("cloud") if busy else self._check("cloud", self._check_cloud),
         ]
+
+    def _skip(self, part: str) -> CheckResult:
+        detail = "not probed: the bench is in use, probing would disturb its owner's run"
+        self.events.emit("preflight", "bench", part=part, ok=True, skipped=True, detail=detail)
+        return CheckResult(part, True, detail, 0.0, skipped=True)
 
     def _check(self, part: str, probe: Callable[[], str]) -> CheckResult:
         start = time.monotonic()

@@ -61,7 +61,7 @@ def bench_check(bench_file: Path) -> None:
     table.add_column("detail", overflow="fold")
     table.add_column("s", justify="right")
     for result in results:
-        mark = "[green]ok[/]" if result.ok else "[bold red]FAIL[/]"
+        mark = "[dim]skip[/]" if result.skipped else "[green]ok[/]" if result.ok else "[bold red]FAIL[/]"
         table.add_row(result.part, mark, Text(result.detail), f"{result.seconds:.2f}")
     out.print(table)
     failed = [r for r in results if not r.ok]

@@ -272,3 +272,21 @@ def test_a_provided_bench_is_brought_up_once_and_down_by_whoever_started_it(tmp_
     assert ensure_provider_up(bench) is False  # already up: the caller must not stop it
     provider_down(bench)
     assert not provider_is_up(bench)
+
+
+def test_preflight_of_a_bench_in_use_does_not_touch_the_owners_uart_or_cloud_watcher(
+    bench_file: Path, pty_device: PtyDevice
+) -> None:
+    loaded = load_bench(bench_file)
+    owner = BenchLease(Path(loaded.model.state_dir or ""), "lab-test", "nightly")
+    owner.acquire(timeout=0)
+    try:
+        results = {r.part: r for r in Bench(loaded).preflight()}
+    finally:
+        owner.release()
+    assert not results["lease"].ok and "(nightly)" in results["lease"].detail
+    for part in ("uart", "cloud"):
+        assert results[part].skipped
+        assert (
+            results[part].detail == "not probed: the bench is in use, probing would disturb its owner's run"
+        )
