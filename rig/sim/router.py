@@ -128,7 +128,11 @@ class Flow:
 
     async def _read_cloud(self, reader: asyncio.StreamReader) -> None:
         while True:
-            data = await reader.read(65536)
+            try:
+                data = await reader.read(65536)
+            except ConnectionError as exc:  # a reset by the cloud ends the stream like a close
+                log.info("conn %d: the cloud side reset the connection: %s", self.conn, exc)
+                data = b""
             self.down.send(data)  # b"" carries the end of the stream, in order
             if not data:
                 return
