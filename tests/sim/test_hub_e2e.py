@@ -124,3 +124,15 @@ def test_the_incident_lands_on_the_same_bytes_run_after_run(
     assert traces[0] == traces[1] != ""
     assert truncations == [("0", "1393", "1024"), ("1393", "1393", "1024"), ("2786", "1393", "1024"),
                            ("4179", "1246", "1024")] * 2  # fmt: skip
+
+
+def test_all_or_nothing_glue_with_a_fifo_smaller_than_the_record_waits_in_state_2(
+    sim_pki: Pki, tmp_path: Path, start_cloud, start_router: StartRouter, start_hub: StartHub
+) -> None:
+    cloud = start_cloud(mode="silent")
+    router = start_router(cloud.port, path="landline")
+    flash, _ = make_flash(sim_pki, tmp_path, "tcp-rx-1024", recv_glue="all_or_nothing")
+    hub = start_hub(flash, router.lan_port)
+    text = hub.wait_for(r"client state: 2\r\n", timeout=20, count=2)  # re-entered after a read timeout
+    assert "in_left: 5, nb_want: 5425" in text  # the 5420-byte record can never be whole in 1024 bytes
+    assert "client state: 3" not in text
