@@ -32,6 +32,7 @@ class FlightServer:
         self.server.settimeout(0.1)
         self.port: int = self.server.getsockname()[1]
         self._stop = threading.Event()
+        self.received: list[tuple[float, int]] = []
         self.accepted_at: list[float] = []
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -49,8 +50,16 @@ class FlightServer:
             conn.settimeout(10)
             conn.sendall(self.flight)
             clients.append(conn)  # held open, silent, until the server closes
+            threading.Thread(target=self._receive, args=(conn,), daemon=True).start()
         for conn in clients:
             conn.close()
+
+    def _receive(self, conn: socket.socket) -> None:
+        try:
+            while data := conn.recv(65536):
+                self.received.append((time.monotonic(), len(data)))
+        except OSError:
+            return
 
     def close(self) -> None:
         self._stop.set()
@@ -241,3 +250,27 @@ def test_satellite_and_landline_delays_measured(
     ratio = figures["satellite"][0] / figures["landline"][0]
     print(f"satellite/landline first-byte ratio {ratio:.1f} (profiles: 600/30 ms RTT)")
     assert figures["satellite"][0] > figures["landline"][0]
+
+
+def test_uplink_rates_measured(start_router: StartRouter) -> None:
+    """Figures (run with -s): satellite down and up rates against the profile's 25/3 Mbit/s."""
+    server = FlightServer(bytes(400_000))
+    router = start_router(server.port, path="satellite")
+    peer = ScriptedLan()
+    try:
+        _hub_connect(peer, router, 1, 65535)
+        segments = _receive_flight(peer, 1, 65535, len(server.flight))
+        down = len(server.flight) * 8 / (segments[-1][2] - segments[0][2]) / 1000
+        for offset in range(0, 150_000, 1460):  # the hub sends 150 kB up
+            peer.send(lan.Frame(lan.DATA, 1, struct.pack(">I", 1001 + offset) + bytes(1460)))
+        deadline = time.monotonic() + 10
+        while sum(n for _, n in server.received) < 150_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        arrivals = server.received
+        up = sum(n for _, n in arrivals) * 8 / (arrivals[-1][0] - arrivals[0][0]) / 1000
+    finally:
+        peer.close()
+        server.close()
+    print(f"satellite down {down:.0f} kbit/s (profile 25000, ratio {down / 25000:.2f}); "
+          f"up {up:.0f} kbit/s (profile 3000, ratio {up / 3000:.2f})")  # fmt: skip
+    assert [size for _, size, _ in segments[:3]] == [1393, 1393, 1393]
