@@ -36,9 +36,9 @@ from rig.errors import ConfigError, InfrastructureError
 from rig.matrix import AttemptCounter, Cell, CellSpec, order_cells, plan
 from rig.report.attachments import attach_attempt, attach_files, label_cell
 from rig.report.comparison import Side, write_comparison
-from rig.report.evidence import RunFolder
+from rig.report.evidence import RunFolder, write_json
 from rig.report.records import Outcome, cell_id
-from rig.report.table import flaky_cells, matrix_table
+from rig.report.table import flaky_cells, matrix_table, summarize
 
 BenchFactory = Callable[[Path, pytest.Config], AbstractContextManager[CellBench]]
 
@@ -340,6 +340,33 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 
 # ------------------------------------------------------------------------------------- summary
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """`summary.json` and `run.json` beside `cells.jsonl`: per-cell pass rates and the run's settings."""
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is None or state.run is None:
+        return
+    records = state.run.cells.read()
+    cells = [
+        {
+            "variant": s.variant,
+            "path": s.path,
+            "attempts": s.attempts,
+            "as_expected": s.as_expected,
+            "errors": s.errors,
+            "pass_rate": s.pass_rate,
+            "flaky": s.flaky,
+            "verdicts": list(s.verdicts),
+            "mean_seconds": s.mean_seconds,
+        }
+        for s in summarize(records)
+    ]
+    write_json(state.run.root / "summary.json", {"cells": cells, "flaky": [c for c in cells if c["flaky"]]})
+    options = {name: session.config.getoption(name) for name in ("--variants", "--paths", "--repeat")}
+    state.run.write_run_info(
+        {"bench": str(state.bench_path), "exit_status": int(exitstatus), "attempts": len(records), **options}
+    )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

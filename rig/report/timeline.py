@@ -69,8 +69,8 @@ def plot_timeline(series: list[TimelineSeries], out: Path, title: str = "") -> P
             shown = ", ".join(str(size) for _, size in one.reads[:14])
             more = f", … ({len(one.reads)} reads)" if len(one.reads) > 14 else ""
             reads_axis.text(
-                0.01, 0.97, f"f_recv sizes: {shown}{more}", transform=reads_axis.transAxes,
-                fontsize=7, va="top", wrap=True,
+                0.99, 0.04, f"f_recv sizes: {shown}{more}", transform=reads_axis.transAxes,
+                fontsize=7, va="bottom", ha="right", wrap=True,
             )  # fmt: skip
         reads_axis.set_ylabel("bytes received (total)")
         reads_axis.set_xlabel("seconds since the handshake started")

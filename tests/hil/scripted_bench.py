@@ -89,6 +89,13 @@ RECORD_TOO_BIG = [
 ]
 
 
+class Flaky(list[str]):
+    """A script that stalls on its second play and completes otherwise (a flaky cell)."""
+
+
+FLAKY = Flaky(COMPLETED)
+
+
 @dataclass
 class Script:
     """What the DUT prints after a reset in one cell, and bench faults to raise first."""
@@ -96,6 +103,7 @@ class Script:
     lines: list[str]
     pause_s: float = 0.002  # between lines
     reset_faults: int = 0  # how many resets fail with an InfrastructureError before one works
+    plays: int = 0
 
 
 class ScriptedBench:
@@ -121,7 +129,11 @@ class ScriptedBench:
 
     def _script(self) -> Script:
         assert self.on_dut is not None
-        return self.scripts.get((self.on_dut, self.path)) or self.scripts[self.on_dut]
+        script = self.scripts.get((self.on_dut, self.path)) or self.scripts[self.on_dut]
+        script.plays += 1
+        if isinstance(script.lines, Flaky) and script.plays == 2:
+            return Script(STALLED_AT_12)
+        return script
 
     def attach(self, folder: Path | None) -> None:
         if folder is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import Project
 
 BASIC = """{
@@ -183,3 +185,20 @@ def test_cells_jsonl_has_each_attempt_as_soon_as_it_ends(project: Project) -> No
     assert cells[0]["verdict"] == "completed" and cells[0]["programmed"] is True
     assert cells[1]["programmed"] is False  # already on the DUT
     assert set(cells[0]["seconds"]) == {"program", "path", "reset_to_verdict"}
+
+
+def test_with_repeats_the_summary_gives_each_cells_pass_rate_and_flags_a_flaky_one(project: Project) -> None:
+    project.variant("tcp-rx-1460")
+    project.scripts('{"tcp-rx-1460": Script(COMPLETED), ("tcp-rx-1460", "satellite"): Script(FLAKY)}')
+    project.pytester.makeconftest(
+        project.root.joinpath("conftest.py")
+        .read_text()
+        .replace("from scripted_bench import", "from scripted_bench import FLAKY,")
+    )
+    result = project.run("--repeat", "3")
+    result.assert_outcomes(passed=5, failed=1)
+    assert "flaky cells: tcp-rx-1460-satellite" in result.stdout.str()
+    runs = [p for p in (project.root / "results").iterdir() if not p.is_symlink()]
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    rates = {(c["path"], c["pass_rate"], c["flaky"]) for c in summary["cells"]}
+    assert rates == {("landline", 1.0, False), ("satellite", 2 / 3, True)}
