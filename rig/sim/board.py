@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,7 @@ class Board:
             fcntl.fcntl(proc.stdout.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
         self._proc = proc
         self.boots += 1
-        self._pump = threading.Thread(target=self._run_pump, args=(proc,), name="uart-pump", daemon=True)
-        self._pump.start()
+        self._pump = self.guarded("uart-pump", self._pump_bytes, proc)
         log.info("hub booted (pid %d, boot %d)", proc.pid, self.boots)
 
     def _stop_hub(self) -> None:
@@ -250,18 +250,24 @@ class Board:
                 if not self.uart.present:
                     self.uart.appear()
 
-        threading.Thread(target=back, name="uart-back", daemon=True).start()
+        self.guarded("uart-back", back)
 
     # ------------------------------------------------------------------ UART
 
-    def _run_pump(self, proc: subprocess.Popen[bytes]) -> None:
-        """Move the hub's TX bytes to the port at the baud rate until the hub stops."""
-        try:
-            self._pump_bytes(proc)
-        except Exception as exc:  # the pump's death must be visible in status, not silent
-            self.errors.append(f"UART pump died: {exc!r}")
-            log.exception("UART pump died")
-            raise
+    def guarded(self, name: str, target: Callable[..., None], *args: Any) -> threading.Thread:
+        """Start a daemon thread whose death is recorded in `status()["errors"]` and the board log."""
+
+        def run() -> None:
+            try:
+                target(*args)
+            except Exception as exc:  # recorded where the user looks, then re-raised
+                self.errors.append(f"board thread {name} died: {exc!r}")
+                log.exception("board thread %s died", name)
+                raise
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def _pump_bytes(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -435,8 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     board.uart.appear()
     board.release()  # power on: the firmware in flash boots
-    drain = threading.Thread(target=board.drain_forever, args=(stop,), name="uart-rx", daemon=True)
-    drain.start()
+    board.guarded("uart-rx", board.drain_forever, stop)
     log.info("board up: port %s, baud %d, socket %s", args.port_link, args.baud, args.dir / "board.sock")
     try:
         serve(board, args.dir / "board.sock", stop)

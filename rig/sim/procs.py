@@ -45,11 +45,18 @@ def start_ticks(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
+    fields = _stat_fields(stat)
+    if fields is None or fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
+
+
+def _stat_fields(stat: str) -> list[str] | None:
+    """Fields 3… of /proc/PID/stat (state first); None for the empty read of a process that just left."""
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    end = stat.rfind(")")
+    fields = stat[end + 2 :].split() if end >= 0 else []
+    return fields if len(fields) > 19 else None
 
 
 def group_members(pgid: int) -> list[int]:
@@ -62,8 +69,8 @@ def group_members(pgid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+        fields = _stat_fields(stat)
+        if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
 
