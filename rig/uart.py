@@ -2,8 +2,8 @@
 
 The DUT's debug UART is the evidence of every attempt, so nothing it sends may be lost because nobody
 was reading at that moment (labgrid's pull-only reading loses exactly that). One background thread owns
-the pyserial port (`serial_for_url`: a device path or `/dev/serial/by-id/…` link, `rfc2217://` including
-ser2net, `socket://`) and, for every chunk it reads:
+the pyserial port (`serial_for_url`: a device path or `/dev/serial/by-id/…` link, `socket://`, and
+`rfc2217://` including ser2net through `rig.rfc2217`'s chunked client) and, for every chunk it reads:
 
 1. appends the bytes to `uart.raw` of the current recording folder, before any decoding;
 2. splits them into lines stamped with host monotonic and wall time (`UartLine`), appended to
@@ -40,6 +40,7 @@ import serial
 
 from rig.errors import FirmwareFailure, InfrastructureError
 from rig.events import EventLog
+from rig.rfc2217 import ChunkedRfc2217Serial, open_rfc2217
 
 log = logging.getLogger(__name__)
 
@@ -454,9 +455,11 @@ class Uart:
 
     def _read_chunk(self, port: serial.SerialBase) -> bytes:
         """What the port has now, waiting at most READ_TIMEOUT_S for the first byte."""
+        if isinstance(port, ChunkedRfc2217Serial):
+            return port.read_chunk(READ_SIZE, READ_TIMEOUT_S)
         fd = self._fd
         if fd is None:
-            # rfc2217:// has no descriptor: pyserial's own thread fills a queue we read from.
+            # Other URL handlers without a descriptor: a queue filled by pyserial's own thread.
             waiting: int = port.in_waiting  # type: ignore[attr-defined]  # every URL handler has it
             return bytes(port.read(waiting or 1))
         # A device or socket:// port: wait for readability ourselves, then take everything there in
@@ -469,7 +472,11 @@ class Uart:
 
     def _connect(self) -> serial.SerialBase:
         """serial_for_url, then choose how to read it (see `_read_chunk`)."""
-        port = serial.serial_for_url(self._serial_url(), baudrate=self.baud, timeout=READ_TIMEOUT_S)
+        url = self._serial_url()
+        if url.startswith("rfc2217://"):
+            self._fd = None
+            return open_rfc2217(url, self.baud, READ_TIMEOUT_S)
+        port = serial.serial_for_url(url, baudrate=self.baud, timeout=READ_TIMEOUT_S)
         try:
             fd: int | None = port.fileno()
         except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError

@@ -5,9 +5,10 @@ the DUT's rate at 921600 baud (8N1: 92,160 bytes/s, paced) and a flood (the writ
 pty takes it). For each, the bytes the Uart wrote to uart.raw are compared with what was sent, and the
 reader thread's own CPU time is read from its thread clock. The baseline, measured in the same run, is a
 bare pyserial read loop that throws the bytes away: the ratio shows what recording, line splitting,
-timestamps and fan-out cost on top of reading the port.
+timestamps and fan-out cost on top of reading the port. Through ser2net, the Uart's chunked RFC 2217
+client (rig.rfc2217) is compared with pyserial's own.
 
-    .venv/bin/python tests/benchmarks/uart.py [--seconds 3] [--flood-mb 16]
+    .venv/bin/python tests/benchmarks/uart.py [--seconds 3] [--flood-mb 16] [--pyserial-rfc2217-mb 2]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rig.uart import Uart
 from tests.drivers.conftest import PtyDevice, Ser2net, settle
 
 BAUD_921600_BYTES_S = 921600 // 10  # 8N1: ten bit times per byte
+PYSERIAL_RFC2217 = "rfc2217 bare pyserial client flood"
 
 
 def payload(size: int) -> bytes:
@@ -151,64 +153,62 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of the 921600-baud load")
     parser.add_argument("--flood-mb", type=float, default=16.0, help="size of the flood")
     parser.add_argument(
-        "--rfc2217-flood-mb", type=float, default=4.0, help="size of the flood through ser2net"
+        "--pyserial-rfc2217-mb", type=float, default=2.0, help="flood size for pyserial's own rfc2217 client"
     )
     args = parser.parse_args()
     paced = payload(int(BAUD_921600_BYTES_S * args.seconds))
     flood = payload(int(args.flood_mb * 1e6))
-    remote_flood = payload(int(args.rfc2217_flood_mb * 1e6))
-    rows: list[Figures] = []
+    small = payload(int(args.pyserial_rfc2217_mb * 1e6))
+    pace = BAUD_921600_BYTES_S
+    rows: dict[str, Figures] = {}
     with tempfile.TemporaryDirectory(prefix="rig-bench-uart-") as tmp:
         work = Path(tmp)
         device = PtyDevice(work / "dev" / "serial" / "by-id" / "usb-rig-bench-if00")
+
+        def uart(label: str, url: str, data: bytes, rate: float | None) -> None:
+            rows[label] = measure_uart(label, device, url, data, rate, work / label.replace(" ", "-"))
+
+        def bare(label: str, url: str, data: bytes, rate: float | None) -> None:
+            rows[label] = measure_bare(label, device, url, data, rate)
+
         try:
-            rows.append(
-                measure_bare("pty bare pyserial @921600", device, device.url, paced, BAUD_921600_BYTES_S)
-            )
-            rows.append(
-                measure_uart("pty Uart @921600", device, device.url, paced, BAUD_921600_BYTES_S, work / "a")
-            )
-            rows.append(measure_bare("pty bare pyserial flood", device, device.url, flood, None))
-            rows.append(measure_uart("pty Uart flood", device, device.url, flood, None, work / "b"))
-            server = Ser2net(device.url, work / "ser2net")
-            server.start()
-            try:
-                rows.append(
-                    measure_uart(
-                        "rfc2217 Uart @921600", device, server.url, paced, BAUD_921600_BYTES_S, work / "c"
-                    )
-                )
-                rows.append(
-                    measure_uart("rfc2217 Uart flood", device, server.url, remote_flood, None, work / "d")
-                )
-            finally:
-                server.stop()
-            raw_server = Ser2net(device.url, work / "ser2net-raw", raw=True)
-            raw_server.start()
-            try:
-                rows.append(
-                    measure_uart(
-                        "socket Uart @921600", device, raw_server.url, paced, BAUD_921600_BYTES_S, work / "e"
-                    )
-                )
-                rows.append(
-                    measure_uart("socket Uart flood", device, raw_server.url, flood, None, work / "f")
-                )
-            finally:
-                raw_server.stop()
+            bare("pty bare pyserial @921600", device.url, paced, pace)
+            uart("pty Uart @921600", device.url, paced, pace)
+            bare("pty bare pyserial flood", device.url, flood, None)
+            uart("pty Uart flood", device.url, flood, None)
+            for raw in (False, True):
+                server = Ser2net(device.url, work / f"ser2net-{raw}", raw=raw)
+                scheme = server.url.split(":")[0]
+                server.start()
+                try:
+                    uart(f"{scheme} Uart @921600", server.url, paced, pace)
+                    uart(f"{scheme} Uart flood", server.url, flood, None)
+                    if not raw:
+                        bare(PYSERIAL_RFC2217, server.url + "?ign_set_control", small, None)
+                finally:
+                    server.stop()
         finally:
             device.close()
     print("UART capture (sent, sustained rate, reader-thread CPU, process CPU, lines, bytes lost)")
-    for figures in rows:
+    for figures in rows.values():
         print("  " + figures.row())
-    bare, ours = rows[2], rows[3]
+
+    def rate(label: str) -> float:
+        return rows[label].sent / rows[label].seconds
+
+    def cpu_per_byte(label: str) -> float:
+        return rows[label].reader_cpu_s / rows[label].sent
+
     print(
-        f"  flood over a pty: Uart rate / bare pyserial rate = "
-        f"{(ours.sent / ours.seconds) / (bare.sent / bare.seconds):.2f}; "
-        f"reader CPU per MB, Uart / bare = "
-        f"{(ours.reader_cpu_s / ours.sent) / max(bare.reader_cpu_s / bare.sent, 1e-12):.2f}"
+        "  flood over a pty: Uart rate / bare pyserial rate = "
+        f"{rate('pty Uart flood') / rate('pty bare pyserial flood'):.2f}; reader CPU per MB, Uart / bare = "
+        f"{cpu_per_byte('pty Uart flood') / max(cpu_per_byte('pty bare pyserial flood'), 1e-12):.1f}"
     )
-    lost = sum(f.lost for f in rows if "bare" not in f.label)
+    print(
+        "  flood through ser2net: Uart (chunked rfc2217 client) rate / pyserial's rfc2217 client rate = "
+        f"{rate('rfc2217 Uart flood') / rate(PYSERIAL_RFC2217):.1f}"
+    )
+    lost = sum(f.lost for f in rows.values() if "Uart" in f.label)
     print(f"  bytes lost by the Uart over all loads: {lost}")
     if lost:
         sys.exit(1)
