@@ -215,6 +215,8 @@ def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
         return "mac_problem", {"text": message}
     if message == "timeout":
         return "timeout", {}
-    if _SIZE.search(message):
+    if (
+        "too " in message or "length" in message or "ceed" in message or "overflow" in message
+    ) and _SIZE.search(message):
         return "size_problem", {"text": message}
     return None

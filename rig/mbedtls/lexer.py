@@ -12,9 +12,8 @@ Everything here is a pure function of one line; joining hard-wrapped lines is th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 LineKind = Literal["mbedtls", "app", "blank", "unknown"]
 
@@ -27,7 +26,7 @@ _FILE_LINE: Final = re.compile(
 )
 # After the file:line: an optional level `|2|` / `[2]` / `<2>`, and the context pointer.
 _AFTER_FILE: Final = re.compile(
-    r"\s*(?:\|(\d)\||\[(\d)\]\s|<(\d)>\s)?\s*(?:(?:0x)?[0-9a-fA-F]{8,16}:\s|0x[0-9a-fA-F]{1,16}:\s)?\s*"
+    r" *(?:\|(\d)\| *|\[(\d)\] +|<(\d)> +)?(?:0x[0-9a-fA-F]{1,16}: +|[0-9a-fA-F]{8,16}: +)?"
 )
 # Message-only callbacks: where a known Mbed TLS message begins.
 _KNOWN_MESSAGE: Final = re.compile(
@@ -36,7 +35,7 @@ _KNOWN_MESSAGE: Final = re.compile(
     r"(?:tls13 )?(?:client|server) state: |handshake state: \d|handshake: done|"
     r"ssl->f_(?:recv|send)|in_left: |(?:input|output) record: |got an alert message|"
     r"is a (?:fatal alert|close notify) message|send alert level=|"
-    r"\w+\(\w*\)(?:\(\w*\))? returned -?\d|! Certificate verification flags|"
+    r"\(\w*\)(?:\(\w*\))? returned -?\d|! Certificate verification flags|"
     r"Certificate verification flags clear|bad (?:message length|finished message)|"
     r"message mac does not match|got (?:no )?ciphersuites in common|"
     r"(?:server hello|client hello), |dumping '"
@@ -57,8 +56,7 @@ _APP_HINT: Final = re.compile(r"\s*(?:\[[\w .:-]{1,24}\]|<\w{1,10}>|[A-Z][A-Za-z
 _YEAR_FOR_DAY_MONTH: Final = 2000  # `06/04 07:51:41.888` has no year: any fixed year keeps deltas right
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
+class LogLine(NamedTuple):
     """One physical line, classified: `message` is the Mbed TLS text without any prefix."""
 
     kind: LineKind
@@ -149,9 +147,13 @@ def split_line(raw: str | bytes) -> LogLine:
         )
     k = _KNOWN_MESSAGE.search(text)
     if k is not None:
-        head = text[: k.start()]
+        begin = k.start()
+        if text[begin] == "(":  # `func() returned`: the message starts at the function's name
+            while begin > 0 and (text[begin - 1].isalnum() or text[begin - 1] in "_>-."):
+                begin -= 1
+        head = text[:begin]
         return LogLine(
-            "mbedtls", text[k.start() :].rstrip(), host_time=parse_timestamp(head.lstrip()) if head else None
+            "mbedtls", text[begin:].rstrip(), host_time=parse_timestamp(head.lstrip()) if head else None
         )
     stamp = parse_timestamp(text.lstrip())
     if stamp is not None or _APP_HINT.match(text):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rig.mbedtls import LogParser, diagnose_lines
+from rig.mbedtls import parser as parser_module
 from tests.mbedtls.conftest import LOGS
 from tests.mbedtls.test_categories import COMPLETED
 
@@ -96,3 +100,42 @@ def test_the_provisional_verdict_of_a_completing_handshake_is_never_failed(cut: 
     parser = LogParser()
     parser.feed_all(REAL_LINES[:cut])
     assert parser.verdict().outcome != "failed"
+
+
+_NEVER = re.compile("(?!)")
+_NEVER_BYTES = re.compile(b"(?!)")
+
+
+def _full_parse(lines: list[bytes], fast: bool) -> tuple[object, ...]:
+    parser = LogParser()
+    if fast:
+        parser.feed_all(lines)
+    else:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(parser_module, "_FAST_TEXT", _NEVER)
+            patch.setattr(parser_module, "_FAST_BYTES", _NEVER_BYTES)
+            parser.feed_all(lines)
+    events = [(e.kind, e.line_no, e.data) for trace in parser.attempts for e in trace.events]
+    return parser.verdict().to_json(), parser.counts, events, parser.version
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(REAL_LINES) - 1), st.sampled_from(["drop", "wrap", "garble", "stamp"])),
+        max_size=40,
+    )
+)
+def test_the_fast_lane_for_verbose_lines_changes_nothing(edits: list[tuple[int, str]]) -> None:
+    lines = list(REAL_LINES)
+    for index, edit in sorted(edits, reverse=True):
+        line = lines[index]
+        if edit == "drop":
+            del lines[index]
+        elif edit == "wrap":
+            lines[index : index + 1] = [line[:30], line[30:]]
+        elif edit == "garble":
+            lines[index] = line[:20] + b"\xff\x00" + line[22:]
+        else:
+            lines[index] = b"12:00:01.250 " + line
+    assert _full_parse(lines, fast=True) == _full_parse(lines, fast=False)
