@@ -5,6 +5,7 @@ process, a plain TCP server standing in for the cloud).
 
 from __future__ import annotations
 
+import selectors
 import socket
 import struct
 import subprocess
@@ -185,13 +186,18 @@ def test_the_capture_is_a_pcap_with_the_lan_sides_sequence_numbers_and_windows(
     argv = [sys.executable, "-m", "rig.sim.simrouter", "--dir", str(router.folder), "capture"]
     capture = subprocess.Popen(argv, stdout=subprocess.PIPE)
     try:
-        time.sleep(0.5)  # the capture subscribes before the connection opens
+        assert capture.stdout is not None
+        with selectors.DefaultSelector() as sel:  # the pcap header: the capture is subscribed
+            sel.register(capture.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=15), "simrouter capture wrote nothing within 15 s"
+        header = capture.stdout.read(24)
         _hub_connect(scripted_lan, router, 1, 1024)
         _receive_flight(scripted_lan, 1, 1024, 5425)
         time.sleep(0.3)
     finally:
         capture.terminate()
-        data, _ = capture.communicate(timeout=10)
+        rest, _ = capture.communicate(timeout=10)
+    data = header + rest
     magic, major, minor, _, _, _, linktype = struct.unpack_from("<IHHiIII", data)
     assert (magic, major, minor, linktype) == (0xA1B2C3D4, 2, 4, 1)
     packets, pos = [], 24
