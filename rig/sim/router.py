@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,9 @@ class LanSession:
                     self.dispatch(frame)
         except ConnectionError as exc:
             log.info("LAN link lost: %s", exc)
+        except struct.error as exc:  # a frame too short for its type: the hub and router disagree
+            self.router.errors.append(f"malformed LAN frame from the hub ({exc}); link closed")
+            log.error("malformed LAN frame: %s", exc)
         finally:
             for flow in list(self.flows.values()):
                 flow.close()
@@ -325,6 +329,7 @@ class Router:
         self._captures: set[asyncio.Queue[bytes | None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ip_id = 0
+        self.errors: list[str] = []  # shown by `simrouter status`: a failure is never only in the log
 
     # ---------------------------------------------------------------- state
     def _load_active(self) -> str:
@@ -357,6 +362,7 @@ class Router:
                 name: {"gateway": u.gateway, "profile": u.describe()} for name, u in self.uplinks.items()
             },
             "flows": [flow.status() for s in self.sessions for flow in s.flows.values()],
+            "errors": self.errors[-5:],
         }
 
     def spawn(self, coroutine: Any) -> None:
@@ -366,8 +372,10 @@ class Router:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("router task failed", exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            self.errors.append(f"{exc.__class__.__name__}: {exc}")
+            log.error("router task failed", exc_info=exc)
 
     # ---------------------------------------------------------------- capture
     def capture(

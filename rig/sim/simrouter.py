@@ -74,7 +74,11 @@ def status_text(status: dict[str, Any]) -> str:
     active = status["active"]
     flows = status.get("flows", [])
     on = ", ".join(f"{f['conn']}:{f['uplink']}" for f in flows) or "none"
-    return f"{active} ({status['paths'][active]['profile']}); connections: {on}"
+    text = f"{active} ({status['paths'][active]['profile']}); connections: {on}"
+    errors = status.get("errors") or []
+    if errors:
+        text += f"; {len(errors)} error(s), last: {errors[-1]} (see router.log)"
+    return text
 
 
 def _capture(folder: Path) -> int:

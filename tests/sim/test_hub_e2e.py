@@ -136,3 +136,18 @@ def test_all_or_nothing_glue_with_a_fifo_smaller_than_the_record_waits_in_state_
     text = hub.wait_for(r"client state: 2\r\n", timeout=20, count=2)  # re-entered after a read timeout
     assert "in_left: 5, nb_want: 5425" in text  # the 5420-byte record can never be whole in 1024 bytes
     assert "client state: 3" not in text
+
+
+def test_the_hub_reconnects_when_the_router_comes_back(
+    sim_pki: Pki, tmp_path: Path, start_cloud, start_router: StartRouter, start_hub: StartHub
+) -> None:
+    cloud = start_cloud(mode="silent")
+    first = start_router(cloud.port, path="landline")
+    flash, _ = make_flash(sim_pki, tmp_path, "tcp-rx-1460")
+    hub = start_hub(flash, first.lan_port)
+    hub.wait_for(r"MQTT CONNACK accepted", timeout=20)
+    first.stop()
+    start_router(cloud.port, path="landline", folder=first.folder, lan_port=first.lan_port)
+    text = hub.wait_for(r"MQTT CONNACK accepted", timeout=30, count=2)
+    assert "I IotConn    session ended; reconnect in 5 s\r\n" in text  # the lost link ended the session
+    assert text.count("I Ethernet   link up, 100 Mbit/s full duplex\r\n") == 2  # and came back

@@ -140,12 +140,14 @@ def start_router(tmp_path: Path) -> Iterator[StartRouter]:
     """Start `python -m rig.sim.router` (`start_router(cloud_port, path="satellite")`); stopped at the end."""
     started: list[RouterProcess] = []
 
-    def start(cloud_port: int, path: str | None = None, folder: Path | None = None) -> RouterProcess:
+    def start(
+        cloud_port: int, path: str | None = None, folder: Path | None = None, lan_port: int | None = None
+    ) -> RouterProcess:
         folder = folder or tmp_path / f"router{len(started)}"
         folder.mkdir(parents=True, exist_ok=True)
         if path is not None:
             (folder / "active_uplink").write_text(path + "\n")
-        lan_port = free_port()
+        lan_port = lan_port or free_port()
         argv = [sys.executable, "-m", "rig.sim.router", "--dir", str(folder), "--bench", str(SIM_BENCH),
                 "--lan-port", str(lan_port), "--cloud-port", str(cloud_port)]  # fmt: skip
         process = subprocess.Popen(argv, stdout=subprocess.PIPE)

@@ -280,3 +280,17 @@ def test_uplink_rates_measured(start_router: StartRouter) -> None:
     print(f"satellite down {down:.0f} kbit/s (profile 25000, ratio {down / 25000:.2f}); "
           f"up {up:.0f} kbit/s (profile 3000, ratio {up / 3000:.2f})")  # fmt: skip
     assert [size for _, size, _ in segments[:3]] == [1393, 1393, 1393]
+
+
+def test_a_malformed_lan_frame_closes_the_link_and_status_shows_the_error(
+    flight_server: FlightServer, start_router: StartRouter
+) -> None:
+    router = start_router(flight_server.port)
+    with socket.create_connection(("127.0.0.1", router.lan_port), timeout=10) as link:
+        link.sendall(lan.Frame(lan.OPEN, 1, b"\x01").encode())  # an OPEN far too short
+        assert link.recv(100) == b""  # the router closes the link
+    status = router.simrouter("status").stdout
+    assert status.rstrip().endswith(
+        "1 error(s), last: malformed LAN frame from the hub (unpack_from requires a buffer of at least 10 bytes "
+        "for unpacking 10 bytes at offset 0 (actual buffer size is 1)); link closed (see router.log)"
+    )
