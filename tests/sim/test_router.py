@@ -5,6 +5,7 @@ process, a plain TCP server standing in for the cloud).
 
 from __future__ import annotations
 
+import re
 import selectors
 import socket
 import struct
@@ -290,7 +291,7 @@ def test_a_malformed_lan_frame_closes_the_link_and_status_shows_the_error(
         link.sendall(lan.Frame(lan.OPEN, 1, b"\x01").encode())  # an OPEN far too short
         assert link.recv(100) == b""  # the router closes the link
     status = router.simrouter("status").stdout
-    assert status.rstrip().endswith(
-        "1 error(s), last: malformed LAN frame from the hub (unpack_from requires a buffer of at least 10 bytes "
-        "for unpacking 10 bytes at offset 0 (actual buffer size is 1)); link closed (see router.log)"
+    assert re.search(
+        r"; 1 error\(s\), last: malformed LAN frame from the hub \(.+\); link closed \(see router\.log\)$",
+        status,
     )
