@@ -122,6 +122,27 @@ def clean(raw: str | bytes) -> str:
     return text
 
 
+# A line that starts with the file:line (no timestamp before it): what `split_line` finds at 0.
+PREFIXED_TEXT: Final = re.compile(_FILE_LINE.pattern + _AFTER_FILE.pattern)
+PREFIXED_BYTES: Final = re.compile((_FILE_LINE.pattern + _AFTER_FILE.pattern).encode())
+
+
+def from_prefix(raw: str | bytes, m: re.Match[str] | re.Match[bytes]) -> LogLine:
+    """The LogLine of a line PREFIXED_* matched (without ANSI codes or NULs): as `split_line` makes it."""
+    tail = raw[m.end() :]
+    message = (tail.decode("utf-8", "replace") if isinstance(tail, bytes) else tail).rstrip()
+    name, number = m.group(1), m.group(2)
+    digits = m.group(3) or m.group(4) or m.group(5)
+    return LogLine(
+        "mbedtls",
+        message,
+        name.decode() if isinstance(name, bytes) else name,
+        int(number),
+        int(digits) if digits else None,
+        None,
+    )
+
+
 def split_line(raw: str | bytes) -> LogLine:
     """Classify one physical line and extract its Mbed TLS message, source location and time."""
     text = clean(raw)

@@ -15,25 +15,27 @@ from typing import TYPE_CHECKING
 
 from rig.mbedtls import tables
 from rig.mbedtls.events import Event, classify
-from rig.mbedtls.lexer import LogLine, clean, split_line
+from rig.mbedtls.lexer import PREFIXED_BYTES, PREFIXED_TEXT, LogLine, clean, from_prefix, split_line
 from rig.mbedtls.trace import NOT_FATAL, Alert, ErrorReturn, HandshakeTrace, Record, StateVisit
 from rig.mbedtls.versions import VersionFingerprint
 
 if TYPE_CHECKING:
     from rig.mbedtls.diagnose import Diagnosis
 
-# A line the diagnosis does not need: `file.c:N: ` with an optional `|L| ` and context pointer, then a
-# hex-dump row, or (group 2) an `=>`/`<=` function trace other than those `classify` and the
-# fingerprint use, a `dumping '…'` header, a ClientHello suite or a row of a certificate's key.
-_FAST = (
-    r"([A-Za-z_][\w.+-]*\.c):\d{1,6}: (?:\|\d\| )?(?:0x[0-9a-fA-F]{1,16}: )?"
-    r"(?:[0-9a-f]{4}:  |("
+# What follows `file.c:N: [|L| ][ptr: ]` in a line the diagnosis does not need: a hex-dump row, or
+# (group 1) an `=>`/`<=` function trace other than those `classify` and the fingerprint use, a
+# `dumping '…'` header, a ClientHello suite or a row of a certificate's key.
+_BORING = (
+    r"[0-9a-f]{4}:  \S|("
     r"(?:=> |<= )(?!handshake|send alert|parse new session|parse hello verify|write hello verify|fetch input)"
-    r"|dumping '|client hello, add ciphersuite: | +[0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} "
-    r"))"
+    r"|dumping '|client hello, add ciphersuite: |[0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} "
+    r")"
 )
-_FAST_TEXT = re.compile(_FAST)
-_FAST_BYTES = re.compile(_FAST.encode())
+_BORING_TEXT = re.compile(_BORING)
+_BORING_BYTES = re.compile(_BORING.encode())
+# The prefix and the boring rest in one match (group 6 is _BORING's group 1).
+_QUIET_TEXT = re.compile(PREFIXED_TEXT.pattern + "(?:" + _BORING + ")")
+_QUIET_BYTES = re.compile(PREFIXED_BYTES.pattern + b"(?:" + _BORING.encode() + b")")
 _TLS13_ONLY_STATES = ("ENCRYPTED_EXTENSIONS", "HELLO_RETRY_REQUEST", "TLS1_3_", "END_OF_EARLY_DATA", "_CCS_")
 _RESTART_STATES = frozenset({tables.HELLO_REQUEST, tables.CLIENT_HELLO})
 
@@ -73,33 +75,65 @@ class LogParser:
     # --- feeding --------------------------------------------------------------------------------
 
     def feed_all(self, lines: Iterable[str | bytes]) -> None:
-        """Feed every line of an iterable of str/bytes lines."""
+        """Feed every line of an iterable of str/bytes lines (a whole log: the fast way)."""
         feed = self.feed
+        counts = self.counts
+        files = self.fingerprint.files
+        quiet_bytes = _QUIET_BYTES.match
+        quiet_text = _QUIET_TEXT.match
+        quiet: re.Match[str] | re.Match[bytes] | None
         for line in lines:
-            feed(line)
+            # Inline copy of feed()'s boring-line branch: most lines of a verbose log end here.
+            if isinstance(line, bytes):
+                quiet = quiet_bytes(line) if b"\x1b" not in line and b"\x00" not in line else None
+            else:
+                quiet = quiet_text(line) if "\x1b" not in line and "\x00" not in line else None
+            if quiet is None:
+                feed(line)
+                continue
+            self.line_no += 1
+            counts["lines"] += 1
+            counts["mbedtls"] += 1
+            if quiet.group(6) is None:
+                self._pending = None  # a hex-dump row
+            else:
+                name = quiet.group(1)
+                if (name.decode() if isinstance(name, bytes) else name) not in files:
+                    self.fingerprint.observe_file(name.decode() if isinstance(name, bytes) else name)
+                self._pending = (line, self.line_no, self.last_time)
 
     def feed(self, line: str | bytes, host_time: float | None = None) -> list[Event]:
         """Parse one physical line; return the events it produced (often none)."""
         self.line_no += 1
         counts = self.counts
         counts["lines"] += 1
-        fast = (_FAST_BYTES if isinstance(line, bytes) else _FAST_TEXT).match(line)  # type: ignore[arg-type]
-        if fast is not None:
-            # The bulk of a verbose log: `file.c:N: [|L| ][ptr: ]` then a hex-dump row or a function
-            # entry/exit the diagnosis does not use. Same effect as the full path below, faster.
-            counts["mbedtls"] += 1
-            if host_time is not None:
-                self.last_time = host_time
-            if fast.group(2) is None:
-                self._pending = None  # a hex-dump row
-            else:
-                name = fast.group(1)
-                file = name.decode() if isinstance(name, bytes) else name
-                if file not in self.fingerprint.files:
-                    self.fingerprint.observe_file(file)
-                self._pending = (line, self.line_no, self.last_time)  # split only if a join needs it
-            return []
-        parsed = split_line(line)
+        # Most lines start with `file.c:N: `: split them here, without the general lexer's search.
+        prefix: re.Match[str] | re.Match[bytes] | None = None
+        if isinstance(line, bytes):
+            if b"\x1b" not in line and b"\x00" not in line:
+                prefix = PREFIXED_BYTES.match(line)
+        elif "\x1b" not in line and "\x00" not in line:
+            prefix = PREFIXED_TEXT.match(line)
+        if prefix is None:
+            parsed = split_line(line)
+        else:
+            start = prefix.end()
+            boring = (_BORING_BYTES if isinstance(line, bytes) else _BORING_TEXT).match(line, start)  # type: ignore[arg-type]
+            if boring is not None:
+                # The bulk of a verbose log; exactly what the general path below does with it.
+                counts["mbedtls"] += 1
+                if host_time is not None:
+                    self.last_time = host_time
+                if boring.group(1) is None:
+                    self._pending = None  # a hex-dump row
+                else:
+                    name = prefix.group(1)
+                    file = name.decode() if isinstance(name, bytes) else name
+                    if file not in self.fingerprint.files:
+                        self.fingerprint.observe_file(file)
+                    self._pending = (line, self.line_no, self.last_time)  # split only if a join needs it
+                return []
+            parsed = from_prefix(line, prefix)
         kind = parsed.kind
         stamp = host_time if host_time is not None else parsed.host_time
         if stamp is not None:
