@@ -7,7 +7,13 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import matplotlib
 import pytest
+
+# The plugin imports pyplot on the first chart. pytester's in-process runs drop modules first imported
+# inside them, and numpy cannot be imported twice in one process: import it here, outside those runs.
+matplotlib.use("Agg")
+import matplotlib.pyplot
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
