@@ -100,8 +100,11 @@ def prepare(folder: Path, port: int, bin_dir: Path) -> SshdSetup:
                 "PermitRootLogin prohibit-password",
                 "StrictModes no",
                 "LogLevel VERBOSE",
-                # The router's commands (`simrouter`) come first on a session's PATH.
-                f"SetEnv PATH={bin_dir.resolve()}:{SESSION_PATH}",
+                # The router's commands (`simrouter`) come first on a session's PATH. SHLVL=1 keeps a
+                # bash login shell from sourcing the account's ~/.bashrc (bash does for sshd sessions
+                # at shell level < 2): a router's command shell runs no user start-up files, and on
+                # this machine root's .bashrc runs `pyenv rehash`, which can block on its lock.
+                f"SetEnv PATH={bin_dir.resolve()}:{SESSION_PATH} SHLVL=1",
                 "",
             ]
         )
