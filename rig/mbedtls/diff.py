@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rig.mbedtls.tables import ALERT_NAMES, RECORD_TYPES, error_hex
-from rig.mbedtls.trace import HandshakeTrace
+from rig.mbedtls.trace import Alert, HandshakeTrace
 
 
 @dataclass
@@ -63,9 +63,10 @@ class Step:
             parts.append("errors: " + ", ".join(self.errors))
         if self.ending == "waiting":
             wait = self.waits[-1] if self.waits else (None, None)
+            retries = self.entries - 1
+            through = f" through {retries} re-entr{'y' if retries == 1 else 'ies'}" if retries else ""
             parts.append(
-                f"waited for input (in_left {wait[0]}, nb_want {wait[1]}) through {self.entries - 1} "
-                f"re-entr{'y' if self.entries == 2 else 'ies'} with no byte; the log ends there"
+                f"waited for input (in_left {wait[0]}, nb_want {wait[1]}){through} with no byte; the log ends there"
             )
         elif self.ending == "advanced":
             parts.append(f"advanced to {self.next_label} at line {self.next_line}")
@@ -285,11 +286,17 @@ def diff_traces(good: HandshakeTrace, bad: HandshakeTrace) -> TraceDiff:
         ),
         "ciphersuite": _compare(good.ciphersuite, bad.ciphersuite),
         "alerts": _compare(
-            [f"{a.direction} {a.name or a.description}" for a in good.alerts],
-            [f"{a.direction} {a.name or a.description}" for a in bad.alerts],
+            [_alert_text(a) for a in good.alerts],
+            [_alert_text(a) for a in bad.alerts],
         ),
     }
     return TraceDiff(aligned, divergence, differences)
+
+
+def _alert_text(alert: Alert) -> str:
+    if alert.description is None:
+        return f"{alert.direction} (description not logged)"
+    return f"{alert.direction} {alert.name or alert.description}"
 
 
 def _compare(good: Any, bad: Any) -> dict[str, Any]:

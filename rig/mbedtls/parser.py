@@ -36,6 +36,8 @@ _BORING_BYTES = re.compile(_BORING.encode())
 # The prefix and the boring rest in one match (group 6 is _BORING's group 1).
 _QUIET_TEXT = re.compile(PREFIXED_TEXT.pattern + "(?:" + _BORING + ")")
 _QUIET_BYTES = re.compile(PREFIXED_BYTES.pattern + b"(?:" + _BORING.encode() + b")")
+# A firmware's boot banner naming the library: `mbed TLS 2.28.3`, `Mbed TLS v3.6.0`, `mbedtls-2.16.5`.
+_BANNER = re.compile(r"\b[Mm]bed ?TLS[ /v-]*([23])\.(\d{1,2})\b", re.IGNORECASE)
 _TLS13_ONLY_STATES = ("ENCRYPTED_EXTENSIONS", "HELLO_RETRY_REQUEST", "TLS1_3_", "END_OF_EARLY_DATA", "_CCS_")
 _RESTART_STATES = frozenset({tables.HELLO_REQUEST, tables.CLIENT_HELLO})
 
@@ -142,6 +144,11 @@ class LogParser:
             stamp = self.last_time
         if kind != "mbedtls":
             counts[kind] += 1
+            if self.fingerprint.banner is None and kind != "blank":
+                banner = _BANNER.search(parsed.message)
+                if banner is not None:
+                    self.fingerprint.observe_banner(int(banner.group(1)), int(banner.group(2)))
+                    self._resolve_version()
             if self._pending is not None and (
                 kind == "unknown" or (kind == "app" and parsed.host_time is None)
             ):
@@ -207,8 +214,11 @@ class LogParser:
             self.fingerprint.observe_line(parsed.file, "handshake_start", parsed.source_line)
         elif kind == "record_in" and event.data.get("hex_version"):
             self.fingerprint.observe_style("hex_record_version")
+        self._resolve_version()
+
+    def _resolve_version(self) -> None:
         best = self.fingerprint.best
-        if best != self._resolved_version:
+        if best != self._resolved_version and self.version_override is None:
             self._resolved_version = best
             self._resolve_states()
 

@@ -130,6 +130,7 @@ class VersionFingerprint:
         self.files: set[str] = set()
         self._best: str | None = None
         self._dirty = False
+        self.banner: str | None = None
 
     def _restrict(self, versions: frozenset[str] | set[str]) -> None:
         narrowed = self.allowed & versions
@@ -161,6 +162,11 @@ class VersionFingerprint:
             self.votes[version] += 2 if distance == 0 else 1
             self._dirty = True
 
+    def observe_banner(self, major: int, minor: int) -> None:
+        """The firmware printed the library's version (`mbed TLS 2.28.3`): the strongest evidence."""
+        self.banner = f"{major}.{minor}"
+        self._dirty = True
+
     def observe_fetch_in_ssl_tls(self) -> None:
         """`=> fetch input` printed from ssl_tls.c: a release before ssl_msg.c existed (≤ 2.20)."""
         self._restrict(_V2_OLD)
@@ -180,6 +186,9 @@ class VersionFingerprint:
         if not self._dirty:
             return self._best
         self._dirty = False
+        if self.banner is not None:
+            self._best = self.banner
+            return self._best
         voted = [(count, v) for v, count in self.votes.items() if v in self.allowed]
         if voted:
             self._best = max(voted)[1]
