@@ -32,7 +32,7 @@ from rig.config import BenchConfig, load_bench
 from rig.errors import ConfigError, InfrastructureError
 from rig.sim import programmer, sshd
 from rig.sim.board import BoardClient
-from rig.sim.procs import Processes, free_port, wait_listening
+from rig.sim.procs import Processes, free_port, sweep, wait_listening
 
 Progress = Callable[[str], None]
 PORT_LINK = Path("dev/serial/by-id/usb-rig-sim-hub-if00")
@@ -288,6 +288,9 @@ class Sim:
                 if self.processes.stop("broker"):
                     stopped.append("broker")
             broker_pid.unlink(missing_ok=True)
+        left = sweep(self.dir)
+        if left:
+            progress(f"processes {left} naming {self.dir} survived SIGKILL")
         (self.dir / PORT_LINK).unlink(missing_ok=True)
         (self.dir / "bench.env").unlink(missing_ok=True)
         state = self.state()

@@ -181,6 +181,47 @@ class Processes:
         return stopped
 
 
+def sim_processes(folder: Path) -> list[int]:
+    """Living processes of the sim in `folder`: its Python parts (`-m rig.sim.…`) and its hub binary,
+    recognised by their command line naming the folder. Never a shell or tool that merely mentions it."""
+    found = []
+    folder_b = os.fsencode(str(folder))
+    hub_b = os.fsencode(str(folder / "hub"))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        ours = argv[0].startswith(hub_b) or (
+            len(argv) > 2 and argv[1] == b"-m" and argv[2].startswith(b"rig.sim.")
+        )
+        if ours and any(folder_b in arg for arg in argv) and start_ticks(int(entry.name)) is not None:
+            found.append(int(entry.name))
+    return found
+
+
+def sweep(folder: Path, timeout: float = 5.0) -> list[int]:
+    """Stop the sim's stragglers (`sim_processes`) that left its parts' process groups.
+
+    sshd starts each login in a new session, so a router command still streaming when its sshd is
+    stopped (`simrouter capture`) is in no recorded group; its command line names the sim's folder.
+    """
+    stragglers = sim_processes(folder)
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for pid in stragglers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while stragglers and time.monotonic() < deadline:
+            for pid in stragglers:
+                _reap(pid)
+            stragglers = [pid for pid in stragglers if start_ticks(pid) is not None]
+            time.sleep(_POLL_S)
+    return stragglers
+
+
 def stop_group(pgid: int, leader: int, timeout: float) -> None:
     """SIGTERM the group, wait up to `timeout`, SIGKILL what is left, and wait until it is gone."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):

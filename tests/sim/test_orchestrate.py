@@ -85,6 +85,19 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def router_session(env: dict[str, str]) -> paramiko.SSHClient:
+    """An SSH connection to a sim's router, as the bench file describes it (pinned key, bench key)."""
+    ssh = paramiko.SSHClient()
+    entry = paramiko.hostkeys.HostKeyEntry.from_line(env["RIG_SIM_ROUTER_HOST_KEY"])
+    assert entry is not None
+    ssh.get_host_keys().add(entry.hostnames[0], entry.key.get_name(), entry.key)
+    ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
+    ssh.connect("127.0.0.1", port=int(env["RIG_SIM_ROUTER_PORT"]), username=env["RIG_SIM_ROUTER_USER"],
+                key_filename=env["RIG_SIM_ROUTER_KEY"], allow_agent=False, look_for_keys=False, timeout=5,
+                banner_timeout=5, auth_timeout=5)  # fmt: skip
+    return ssh
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFolder]:
     sim = make_folder(tmp_path_factory.mktemp("orchestrate"))
@@ -137,14 +150,7 @@ def test_the_router_answers_on_its_pinned_key_and_router_ssh_down_takes_it_away(
     port = int(env["RIG_SIM_ROUTER_PORT"])
 
     def login() -> str:
-        ssh = paramiko.SSHClient()
-        entry = paramiko.hostkeys.HostKeyEntry.from_line(env["RIG_SIM_ROUTER_HOST_KEY"])
-        assert entry is not None
-        ssh.get_host_keys().add(entry.hostnames[0], entry.key.get_name(), entry.key)
-        ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
-        ssh.connect("127.0.0.1", port=port, username=env["RIG_SIM_ROUTER_USER"], key_filename=env["RIG_SIM_ROUTER_KEY"],
-                    allow_agent=False, look_for_keys=False, timeout=5, banner_timeout=5, auth_timeout=5)  # fmt: skip
-        with ssh:
+        with router_session(env) as ssh:
             _, out, _ = ssh.exec_command("command -v simrouter", timeout=10)
             return out.read().decode().strip()
 
@@ -218,6 +224,9 @@ def test_a_second_sim_runs_side_by_side_and_down_leaves_no_process_even_after_th
         assert mine["RIG_SIM_ROUTER_PORT"] != theirs["RIG_SIM_ROUTER_PORT"]
         assert running.rig("status", "--quiet").returncode == 0
         assert other.rig("status", "--quiet").returncode == 0
+        capture = router_session(theirs)  # a pcap stream still open when the sim goes down
+        _, stream, _ = capture.exec_command("simrouter capture", timeout=10)
+        assert stream.read(24)[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")  # pcap header
         started = Processes(other.dir / "run")
         records = [started.record(name) for name in started.names()]
         assert other.rig("down").returncode == 0
@@ -225,6 +234,7 @@ def test_a_second_sim_runs_side_by_side_and_down_leaves_no_process_even_after_th
         assert [r.name for r in records if r is not None and group_members(r.pgid)] == []
         assert other.rig("status", "--quiet").returncode == 3
         assert not (other.dir / "bench.env").exists()
+        capture.close()
     finally:
         if controller.poll() is None:
             controller.kill()
