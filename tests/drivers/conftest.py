@@ -259,6 +259,9 @@ class SshServer:
             "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nLogLevel VERBOSE\n"
             "ClientAliveInterval 0\n"
+            # A router's command shell runs no user start-up files: SHLVL=1 keeps bash from sourcing
+            # the account's ~/.bashrc for sshd sessions (here it runs `pyenv rehash`, which can block).
+            "SetEnv SHLVL=1\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
 
