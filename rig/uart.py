@@ -217,7 +217,8 @@ class Uart:
         self.error = None
         self._port = self._open_port(timeout)
         self.connected = True
-        self._stop.clear()
+        for flag in (self._stop, self._lend_request, self._lent, self._give_back, self._back):
+            flag.clear()  # a close() during a lend may have left them set
         self._expect_sub = self.subscribe(limit=EXPECT_BACKLOG)
         self._thread = threading.Thread(target=self._run, name=f"uart-reader-{self.name}", daemon=True)
         self._thread.start()

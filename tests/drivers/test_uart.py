@@ -297,3 +297,26 @@ def test_an_absent_port_is_refused_naming_the_url(tmp_path: Path) -> None:
     assert str(caught.value).startswith(f"hub: cannot open {missing} at 115200 baud (")
     assert "check the adapter is plugged in" in str(caught.value)
     assert not os.path.exists(missing)
+
+
+def test_expect_after_record_does_not_match_lines_from_before_the_switch(
+    uart: Uart, pty_device: PtyDevice, tmp_path: Path
+) -> None:
+    pty_device.write(b"image sha256=old\n")
+    wait_for(lambda: uart.last_lines(1) == ["image sha256=old"], 5, "the old banner")
+    uart.record(tmp_path)  # the next attempt starts
+    pty_device.write(b"image sha256=new\n")
+    assert uart.expect(r"image sha256=(\w+)", timeout=5).group(1) == "new"
+
+
+def test_a_closed_uart_can_be_opened_again_and_reads_on(pty_device: PtyDevice) -> None:
+    port = Uart(pty_device.url, 115200, name="hub")
+    port.open(timeout=5)
+    port.close()
+    port.open(timeout=5)
+    try:
+        pty_device.write(b"again\n")
+        port.expect("again", timeout=5)
+        assert port.alive
+    finally:
+        port.close()
