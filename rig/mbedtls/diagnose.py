@@ -312,6 +312,8 @@ def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
                 f" An alert was {d.alert['direction']} (its description is not shown at this debug level)."
             )
         advice = _ADVICE.get(d.category, "Look up the error code for this Mbed TLS version.")
+        if d.category == "fatal_alert_received" and d.alert and d.alert["description"] in _ALERT_ADVICE:
+            advice = _ALERT_ADVICE[d.alert["description"]]
         return f"Failed in {where}{error}: {_MEANING[d.category]}.{alert} {advice}{attempts}"
     waiting = " while waiting for input" if trace.waiting_for_input else ""
     return (
@@ -355,4 +357,29 @@ _ADVICE: dict[str, str] = {
     "alloc_failed": "Increase the heap or reduce buffer sizes.",
     "no_shared_cipher": "Align the ciphersuite lists (and key types) of client and server.",
     "other": "Look up the error code for this Mbed TLS version.",
+}
+
+# What a fatal alert from the peer usually means for a device, by alert description.
+_TRANSCRIPT = (
+    "The peer could not check this side's CertificateVerify or Finished: the two transcripts differ, "
+    "usually because bytes of the peer's flight were changed on the way in; compare the inbound reads "
+    "with a passing log (`rig diff`)."
+)
+_OWN_CERT = "The peer rejected this side's certificate: check the device certificate, its chain and that the peer trusts its CA."
+_ALERT_ADVICE: dict[int, str] = {
+    20: _TRANSCRIPT,
+    51: _TRANSCRIPT,
+    10: "The peer could not parse a message from this side: bytes damaged on the way out, or a message it did not expect.",
+    50: "The peer could not parse a message from this side: bytes damaged on the way out, or a message it did not expect.",
+    22: "A record exceeded the peer's limits: check MBEDTLS_SSL_OUT_CONTENT_LEN and the max_fragment_length setting.",
+    40: "The peer found no acceptable parameters: ciphersuite, curve, signature algorithm, or a required client certificate.",
+    42: _OWN_CERT,
+    43: _OWN_CERT,
+    44: _OWN_CERT,
+    45: "The peer finds this side's certificate expired: check its validity dates and the device clock.",
+    46: _OWN_CERT,
+    48: _OWN_CERT,
+    70: "The peer refused the TLS version offered: check the minimum and maximum versions configured.",
+    112: "The peer does not serve the host name sent (SNI): check mbedtls_ssl_set_hostname and the endpoint.",
+    116: "The peer requires a client certificate and got none: check mbedtls_ssl_conf_own_cert.",
 }

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 # `dumping '…'` header, a ClientHello suite or a row of a certificate's key.
 _BORING = (
     r"[0-9a-f]{4}:  \S|("
-    r"(?:=> |<= )(?!handshake|send alert|parse new session|parse hello verify|write hello verify|fetch input)"
+    r"=> (?!handshake|send alert|parse new session|parse hello verify|write hello verify|fetch input)"
+    r"|<= (?!handshake|send alert|parse new session|parse hello verify|write hello verify)"
     r"|dumping '|client hello, add ciphersuite: |[0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} "
+    r"|Supported Signature Algorithm found: |handshake message: msglen = "
+    r"|message length: \d+, out_left: \d+\s*$"
     r")"
 )
 _BORING_TEXT = re.compile(_BORING)

@@ -131,6 +131,7 @@ class VersionFingerprint:
         self._best: str | None = None
         self._dirty = False
         self.banner: str | None = None
+        self._seen_lines: set[tuple[str, str, int]] = set()
 
     def _restrict(self, versions: frozenset[str] | set[str]) -> None:
         narrowed = self.allowed & versions
@@ -152,10 +153,14 @@ class VersionFingerprint:
             self._restrict({"3.1"} | _V32_UP if name != "ssl_tls13_keys.c" else set(ALL_VERSIONS))
 
     def observe_line(self, name: str, kind: str, line: int) -> None:
-        """A message of `kind` printed from `name`:`line` (client_state, server_state, handshake_start)."""
+        """A message of `kind` printed from `name`:`line` (client_state, server_state, handshake_start).
+
+        Each distinct source location votes once: a log of a thousand retries is no more certain.
+        """
         table = _LINES.get((name, kind))
-        if not table:
+        if not table or (name, kind, line) in self._seen_lines:
             return
+        self._seen_lines.add((name, kind, line))
         candidates = [(abs(known - line), v) for known, v in table if v in self.allowed]
         distance, version = min(candidates or [(abs(known - line), v) for known, v in table])
         if distance <= _TOLERANCE:

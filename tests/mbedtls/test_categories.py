@@ -310,3 +310,12 @@ def test_level_1_lines_that_are_not_errors_do_not_fail_the_handshake() -> None:
         "ssl_cli.c:3510: client state: 8\nssl_tls12_client.c:2010: |1| Perform PSA-based ECDH computation.\n",
     )
     assert diagnose_lines(log.splitlines()).outcome == "completed"
+
+
+def test_a_decrypt_error_alert_at_state_12_points_at_damaged_inbound_bytes() -> None:
+    assert diagnose_lines(FATAL_ALERT.splitlines()).summary == (
+        "Failed in client state 12 (MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC) with MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE "
+        "(-0x7780): the peer sent a fatal alert. Alert received: level 2, decrypt_error. The peer could not check "
+        "this side's CertificateVerify or Finished: the two transcripts differ, usually because bytes of the peer's "
+        "flight were changed on the way in; compare the inbound reads with a passing log (`rig diff`)."
+    )
