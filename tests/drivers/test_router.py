@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +98,32 @@ def test_an_unknown_host_key_is_refused_with_fingerprints_and_never_added(
         f"pinned ecdsa-sha2-nistp256 {pinned}) — refused; "
     )
     assert (known_hosts.read_bytes() if known_hosts.exists() else None) == before
+
+
+@pytest.fixture
+def ssh_agent(sshd: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A real ssh-agent holding the bench's client key, as SSH_AUTH_SOCK."""
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists():
+            assert time.monotonic() < deadline, "ssh-agent did not create its socket"
+            time.sleep(0.01)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], check=True, timeout=10, capture_output=True)
+        yield sock
+    finally:
+        agent.terminate()
+        agent.wait(timeout=5)
+
+
+def test_a_key_held_by_the_agent_logs_in_without_a_key_file(
+    sshd: SshServer, script: Path, ssh_agent: Path, tmp_path: Path
+) -> None:
+    bench = make_bench(sshd, script, host={"key_file": None, "agent": True})
+    with Router(bench, state_dir=tmp_path / "state") as router:
+        assert router.run("router", "echo via agent", 10).stdout == "via agent\n"
 
 
 def test_a_key_the_router_does_not_accept_names_the_key_file(
