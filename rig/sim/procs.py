@@ -162,9 +162,12 @@ class Processes:
         record = self.record(name)
         if record is None:
             return False
-        leader_alive = self.alive(name)
-        members = group_members(record.pgid) if leader_alive or record.start_ticks else []
-        if not leader_alive and not members:
+        _reap(record.pid)
+        ticks = start_ticks(record.pid)
+        # Linux never hands out a pid still in use as a process group id, so a living process with
+        # the leader's pid but another start time means the group is gone and the pid was recycled.
+        recycled = ticks is not None and record.start_ticks != 0 and ticks != record.start_ticks
+        if recycled or (ticks is None and not group_members(record.pgid)):
             self._file(name).unlink(missing_ok=True)
             return False
         stop_group(record.pgid, record.pid, timeout)
