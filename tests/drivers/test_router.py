@@ -369,3 +369,16 @@ def test_capture_streams_a_pcap_of_the_lan_traffic_into_the_attempt_folder(
     assert len(data) > 24 + 3 * 16  # header and at least the packets of three connections
     stopped = next(e for e in events.history if e.kind == "capture_stopped")
     assert stopped.fields["bytes"] == len(data)
+
+
+def test_no_part_of_the_rig_accepts_host_keys_on_first_use() -> None:
+    import rig
+
+    package = Path(rig.__file__).parent
+    offenders = [
+        f"{path.relative_to(package.parent)}: {policy}"
+        for path in package.rglob("*.py")
+        for policy in ("AutoAddPolicy", "WarningPolicy")
+        if policy in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
