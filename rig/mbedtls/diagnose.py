@@ -315,10 +315,15 @@ def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
         if d.category == "fatal_alert_received" and d.alert and d.alert["description"] in _ALERT_ADVICE:
             advice = _ALERT_ADVICE[d.alert["description"]]
         return f"Failed in {where}{error}: {_MEANING[d.category]}.{alert} {advice}{attempts}"
+    if trace.last_state is None:
+        return (
+            "The log holds no handshake state line: no handshake started, or the debug threshold is below 2 "
+            f"(mbedtls_debug_set_threshold).{attempts}"
+        )
     waiting = " while waiting for input" if trace.waiting_for_input else ""
     return (
         f"The log ends in {where}{waiting} with no error and no stall signature; "
-        f"inbound {_bytes_text(d.inbound_reads)}. Capture more of the log to judge.{attempts}"
+        f"inbound: {_bytes_text(d.inbound_reads)}. Capture more of the log to judge.{attempts}"
     )
 
 

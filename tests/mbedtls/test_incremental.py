@@ -108,3 +108,18 @@ def test_garbage_bytes_and_truncated_lines_are_counted_not_fatal() -> None:
         parser.feed(raw)
     assert parser.counts["lines"] == 6
     assert parser.trace.states == []
+
+
+def test_a_log_with_no_state_line_yet_says_what_to_check() -> None:
+    parser = LogParser()
+    parser.feed("[APP] connecting to sim-ats.iot.us-east-1.amazonaws.com:8883")
+    verdict = parser.verdict()
+    assert (verdict.outcome, verdict.category, verdict.last_state) == (
+        "incomplete",
+        "other",
+        {"number": None, "name": None},
+    )
+    assert verdict.summary == (
+        "The log holds no handshake state line: no handshake started, or the debug threshold is below 2 "
+        "(mbedtls_debug_set_threshold)."
+    )
