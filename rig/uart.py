@@ -22,7 +22,6 @@ reported with its cause at the next call on the `Uart` or its subscriptions, nev
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import re
@@ -32,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -565,7 +565,11 @@ class Uart:
         self._tail.append(text)
         rec = self._recording
         if rec is not None:
-            record = {"mono": mono, "wall": wall, "offset": line.offset, "text": text}
-            rec.jsonl.write(json.dumps(record) + "\n")
+            # The same as json.dumps({"mono", "wall", "offset", "text"}) at a third of the cost, which
+            # is most of the reader's time at a flood (floats' repr is their JSON form).
+            rec.jsonl.write(
+                f'{{"mono": {mono!r}, "wall": {wall!r}, "offset": {line.offset}, '
+                f'"text": {encode_basestring_ascii(text)}}}\n'
+            )
         for sub in self._subscribers:
             sub._put(line)

@@ -320,3 +320,14 @@ def test_a_closed_uart_can_be_opened_again_and_reads_on(pty_device: PtyDevice) -
         assert port.alive
     finally:
         port.close()
+
+
+def test_lines_with_quotes_control_bytes_and_invalid_utf8_are_valid_json_records(
+    uart: Uart, pty_device: PtyDevice, tmp_path: Path
+) -> None:
+    uart.record(tmp_path)
+    pty_device.write(b'say "hi" \\ \x01\t\xc3\xa9 \xff end\r\n')
+    uart.expect("end", timeout=5)
+    (record,) = read_jsonl(tmp_path / "uart.jsonl")
+    assert record["text"] == 'say "hi" \\ \x01\t\u00e9 \ufffd end'
+    assert sorted(record) == ["mono", "offset", "text", "wall"]
