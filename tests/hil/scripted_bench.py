@@ -118,6 +118,7 @@ class ScriptedBench:
         self._queue: queue.SimpleQueue[UartLine] | None = None
         self._player: threading.Thread | None = None
         self._stop = threading.Event()
+        self.folder: Path | None = None
 
     @property
     def config(self) -> BenchConfig:
@@ -138,8 +139,7 @@ class ScriptedBench:
     def attach(self, folder: Path | None) -> None:
         if folder is None:
             self._stop_player()
-        else:
-            (folder / "uart.raw").touch()
+        self.folder = folder
 
     def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
         if self.on_dut == variant.name:
@@ -166,14 +166,16 @@ class ScriptedBench:
         self._act("reset")
         self._stop_player()
         self._stop.clear()
-        queue_ = self._queue
-        assert queue_ is not None
+        queue_, folder = self._queue, self.folder
+        assert queue_ is not None and folder is not None
 
         def play() -> None:
-            for text in script.lines:
-                if self._stop.wait(script.pause_s):
-                    return
-                queue_.put(UartLine(text, text.encode(), time.monotonic(), time.time(), 0))
+            with (folder / "uart.raw").open("ab") as raw:
+                for text in script.lines:
+                    if self._stop.wait(script.pause_s):
+                        return
+                    raw.write(text.encode() + b"\r\n")
+                    queue_.put(UartLine(text, text.encode(), time.monotonic(), time.time(), 0))
 
         self._player = threading.Thread(target=play, daemon=True)
         self._player.start()

@@ -127,11 +127,15 @@ def test_strict_xfail_passes_only_when_the_cell_fails_with_the_expected_category
     }
 
 
-def test_a_failure_message_is_the_diagnosis_summary(project: Project) -> None:
+def test_a_firmware_failure_is_failed_with_the_diagnosis_summary_as_message(project: Project) -> None:
     project.variant("tcp-rx-1024")
     project.scripts('{"tcp-rx-1024": Script(STALLED_AT_12)}')
-    result = project.run("--paths", "satellite")
+    result = project.run("--paths", "satellite", "--alluredir", "allure")
     result.assert_outcomes(failed=1)
+    (allure_result,) = [json.loads(p.read_text()) for p in (project.root / "allure").glob("*-result.json")]
+    assert allure_result["status"] == "failed"  # a firmware failure, not a broken test
+    attachments = {a["name"] for a in allure_result["attachments"]}
+    assert {"attempt 1: diagnosis", "attempt 1: handshake timeline", "attempt 1: UART log"} <= attachments
     summary = project.cells()[0]["summary"]
     assert isinstance(summary, str) and "SERVER_CHANGE_CIPHER_SPEC" in summary
     assert f"HandshakeFailed_stall_want_read: {summary}" in result.stdout.str()
@@ -140,8 +144,10 @@ def test_a_failure_message_is_the_diagnosis_summary(project: Project) -> None:
 def test_a_bench_problem_is_an_error_not_a_failure_after_one_retry(project: Project) -> None:
     project.variant("tcp-rx-1460")
     project.scripts('{"tcp-rx-1460": Script(COMPLETED, reset_faults=2)}')
-    result = project.run("--paths", "landline")
+    result = project.run("--paths", "landline", "--alluredir", "allure")
     result.assert_outcomes(errors=1)
+    (allure_result,) = [json.loads(p.read_text()) for p in (project.root / "allure").glob("*-result.json")]
+    assert allure_result["status"] == "broken"
     cells = project.cells()
     assert [(c["attempt"], c["outcome"]) for c in cells] == [(1, "error"), (2, "error")]
     assert cells[1]["error"] == "programmer ICD4 BURSIM000001: Connection Failed. — replug the tool"
