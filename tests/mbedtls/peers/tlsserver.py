@@ -126,8 +126,10 @@ class TlsServer:
     def stop(self) -> None:
         """Stop serving, close the port, and re-raise an unexpected error of the server thread."""
         self._stop.set()
-        self._thread.join(timeout=15.0)
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes a thread still waiting in accept()
         self.listener.close()
+        self._thread.join(timeout=15.0)
         if self._thread.is_alive():
             raise RuntimeError(f"TLS server thread ({self.mode}) did not stop within 15 s")
         if self.error is not None:
