@@ -10,6 +10,7 @@ The incremental API (what the live UART harness uses)::
     events = p.feed(line, host_time=None)    # one line (str or bytes); host_time = time.time() on arrival
     p.trace                                  # HandshakeTrace of the current (last) handshake attempt
     p.verdict(now=None, stall_after=None)    # provisional Diagnosis, at any moment
+    p.feed_all(lines)                        # a whole log at once (the fast way for files)
 
 `HandshakeTrace` has `.completed`, `.waiting_for_input`, `.last_progress_time` (host time of the
 last state advance or inbound bytes), `.states` (`StateVisit`: number, name, line_no, host_time),
@@ -17,7 +18,9 @@ last state advance or inbound bytes), `.states` (`StateVisit`: number, name, lin
 `p.attempts` holds every attempt: a new one starts at `=> handshake` after a finished or failed
 handshake, or when the state falls back to HELLO_REQUEST/CLIENT_HELLO; the diagnosis is about the
 last and says how many the log holds. Non-Mbed TLS lines are counted (`p.counts`) and their
-leading timestamps give host time when `feed` is given none.
+leading timestamps give host time when `feed` is given none. `p.version` is the release the
+fingerprint chose (boot banner, `__LINE__` numbers, file names, print styles) or the override;
+state numbers and error codes are named with that release's tables.
 
 `verdict(now, stall_after)`: with both given, a trace that waits for input with no inbound progress
 for >= `stall_after` seconds is "stalled" (category stall_want_read, `stall_seconds` set); without
