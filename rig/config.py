@@ -204,7 +204,9 @@ class CaptureConfig(Model):
     """Packet capture on the LAN side during each attempt, streamed as pcap over SSH."""
 
     host: str
-    command: str = "tcpdump -U -s0 -w - -i {interface} {filter}"
+    # --immediate-mode: without it packets reach tcpdump in blocks up to 1 s late, and the last block
+    # before the capture is stopped at the end of an attempt is never written.
+    command: str = "tcpdump --immediate-mode -U -s0 -w - -i {interface} {filter}"
     interface: str
     filter: str = ""
 
