@@ -288,6 +288,8 @@ def _bytes_text(reads: list[int]) -> str:
 def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
     peer = "server" if d.role == "client" else ("client" if d.role == "server" else "peer")
     where = _state_text(trace, trace.last_state)
+    if d.protocol == "dtls":
+        where += " (DTLS)"
     attempts = f" The log holds {d.attempts} handshake attempts; this is the last." if d.attempts > 1 else ""
     if d.outcome == "completed":
         suite = f" with {d.ciphersuite}" if d.ciphersuite else ""

@@ -135,3 +135,16 @@ def test_dtls_is_recognised_from_the_record_version() -> None:
         "ssl_msg.c:3538: input record: msgtype = 22, version = [254:253], msglen = 60",
     ]
     assert diagnose_lines(log).protocol == "dtls"
+
+
+def test_a_dtls_stall_says_dtls_in_the_summary() -> None:
+    log = [
+        "ssl_cli.c:4261: client state: 2",
+        "ssl_msg.c:3538: input record: msgtype = 22, version = [254:253], msglen = 60",
+        "ssl_msg.c:1975: in_left: 0, nb_want: 13",
+        "ssl_cli.c:4261: client state: 2",
+        "ssl_msg.c:1975: in_left: 0, nb_want: 13",
+    ]
+    assert diagnose_lines(log).summary.startswith(
+        "Stalled in client state 2 (MBEDTLS_SSL_SERVER_HELLO) (DTLS)"
+    )
