@@ -90,21 +90,24 @@ class Sim:
 
     def up(self, bench_path: Path, options: UpOptions = UpOptions(), progress: Progress = _quiet) -> None:
         """Start every part; returns when all answer. Raises InfrastructureError naming the part."""
+        from rig.sim.builds import locked
+
         bench = load_bench(bench_path).model
-        if self.is_up():
-            progress(f"sim in {self.dir} is already up")
-            self._build_stale(bench_path.resolve(), bench, options, progress)
-            return
-        if self.processes.names():
-            progress("cleaning up a sim left behind by an earlier run")
-            self.down(progress)
         self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._up(bench_path.resolve(), bench, options, progress)
-        except BaseException:
-            progress("start failed: stopping what was started")
-            self.down(_quiet)
-            raise
+        with locked(self.dir / ".lock"):  # one `up` or `down` at a time per folder
+            if self.is_up():
+                progress(f"sim in {self.dir} is already up")
+                self._build_stale(bench_path.resolve(), bench, options, progress)
+                return
+            if self.processes.names():
+                progress("cleaning up a sim left behind by an earlier run")
+                self._down(progress)
+            try:
+                self._up(bench_path.resolve(), bench, options, progress)
+            except BaseException:
+                progress("start failed: stopping what was started")
+                self._down(_quiet)
+                raise
 
     def _up(self, bench_path: Path, bench: BenchConfig, options: UpOptions, progress: Progress) -> None:
         from rig.sim.broker import Broker
@@ -276,6 +279,14 @@ class Sim:
 
     def down(self, progress: Progress = _quiet) -> list[str]:
         """Stop every recorded part (also the broker by its own pid file); the names stopped."""
+        from rig.sim.builds import locked
+
+        if not self.dir.is_dir():
+            return []
+        with locked(self.dir / ".lock"):
+            return self._down(progress)
+
+    def _down(self, progress: Progress) -> list[str]:
         stopped = self.processes.stop_all()
         broker_pid = self.dir / "broker" / "mosquitto.pid"
         if broker_pid.is_file():
