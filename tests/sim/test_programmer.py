@@ -179,3 +179,11 @@ def test_the_harness_ipecmd_driver_programs_the_sim_and_reads_no_target_as_a_ben
     (bench.dir / "faults" / "programmer-no-target").write_text("on\n")
     with pytest.raises(InfrastructureError, match="found no target"):
         driver.program(image, out_dir=tmp_path / "attempt2")
+
+
+def test_erase_leaves_a_blank_board_that_stays_silent(bench: Bench, image: Path) -> None:
+    bench.run(*program_args(image, "-OL"))
+    code, lines = bench.run("-TPICD4", f"-TS{SERIAL}", f"-P{PART}", "-E", "-OL")
+    assert (code, lines[-2:]) == (0, ["Erase successful", "Operation Succeeded"])
+    status = bench.board.request("status")
+    assert status["flash"] is None and status["hub_pid"] is None
