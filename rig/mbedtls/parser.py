@@ -80,32 +80,47 @@ class LogParser:
     # --- feeding --------------------------------------------------------------------------------
 
     def feed_all(self, lines: Iterable[str | bytes]) -> None:
-        """Feed every line of an iterable of str/bytes lines (a whole log: the fast way)."""
+        """Feed every line of an iterable of str/bytes lines (a whole log: the fast way).
+
+        Same result as `feed` on each line. The lines the diagnosis does not use (most of a verbose
+        log) are only counted here, in locals written back before any other line is fed.
+        """
         feed = self.feed
-        counts = self.counts
-        files = self.fingerprint.files
         quiet_bytes = _QUIET_BYTES.match
         quiet_text = _QUIET_TEXT.match
+        seen: set[str | bytes] = set(self.fingerprint.files)
+        quiet_lines = 0  # boring lines since the last write-back
+        last_quiet: str | bytes | None = None  # the last of them, when it may start a wrapped message
+        last_quiet_no = 0
         quiet: re.Match[str] | re.Match[bytes] | None
         for line in lines:
-            # Inline copy of feed()'s boring-line branch: most lines of a verbose log end here.
             if isinstance(line, bytes):
                 quiet = quiet_bytes(line) if b"\x1b" not in line and b"\x00" not in line else None
             else:
                 quiet = quiet_text(line) if "\x1b" not in line and "\x00" not in line else None
-            if quiet is None:
-                feed(line)
+            if quiet is not None:
+                quiet_lines += 1
+                if quiet.group(6) is None:
+                    last_quiet = None  # a hex-dump row ends any pending message
+                else:
+                    last_quiet, last_quiet_no = line, self.line_no + quiet_lines
+                    name = quiet.group(1)
+                    if name not in seen:
+                        seen.add(name)
+                        self.fingerprint.observe_file(name.decode() if isinstance(name, bytes) else name)
                 continue
-            self.line_no += 1
-            counts["lines"] += 1
-            counts["mbedtls"] += 1
-            if quiet.group(6) is None:
-                self._pending = None  # a hex-dump row
-            else:
-                name = quiet.group(1)
-                if (name.decode() if isinstance(name, bytes) else name) not in files:
-                    self.fingerprint.observe_file(name.decode() if isinstance(name, bytes) else name)
-                self._pending = (line, self.line_no, self.last_time)
+            if quiet_lines:
+                self._write_back(quiet_lines, last_quiet, last_quiet_no)
+                quiet_lines = 0
+            feed(line)
+        if quiet_lines:
+            self._write_back(quiet_lines, last_quiet, last_quiet_no)
+
+    def _write_back(self, quiet_lines: int, last_quiet: str | bytes | None, last_quiet_no: int) -> None:
+        self.line_no += quiet_lines
+        self.counts["lines"] += quiet_lines
+        self.counts["mbedtls"] += quiet_lines
+        self._pending = (last_quiet, last_quiet_no, self.last_time) if last_quiet is not None else None
 
     def feed(self, line: str | bytes, host_time: float | None = None) -> list[Event]:
         """Parse one physical line; return the events it produced (often none)."""

@@ -106,9 +106,12 @@ _NEVER = re.compile("(?!)")
 _NEVER_BYTES = re.compile(b"(?!)")
 
 
-def _full_parse(lines: list[bytes] | list[str], fast: bool) -> tuple[object, ...]:
+def _full_parse(lines: list[bytes] | list[str], fast: bool, each: bool = False) -> tuple[object, ...]:
     parser = LogParser()
-    if fast:
+    if each:  # line by line, as the live harness feeds
+        for line in lines:
+            parser.feed(line)
+    elif fast:
         parser.feed_all(lines)
     else:
         with pytest.MonkeyPatch.context() as patch:
@@ -142,6 +145,8 @@ def test_the_fast_path_for_file_line_prefixed_lines_changes_nothing(edits: list[
             lines[index] = line[:20] + b"\xff\x00" + line[22:]
         else:
             lines[index] = b"12:00:01.250 " + line
-    assert _full_parse(lines, fast=True) == _full_parse(lines, fast=False)
+    general = _full_parse(lines, fast=False)
+    assert _full_parse(lines, fast=True) == general
+    assert _full_parse(lines, fast=True, each=True) == general
     text = [line.decode("utf-8", "replace") for line in lines]  # the live harness feeds str
-    assert _full_parse(text, fast=True) == _full_parse(text, fast=False)
+    assert _full_parse(text, fast=True, each=True) == _full_parse(text, fast=False)
