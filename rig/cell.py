@@ -38,9 +38,11 @@ from rig.config import BenchConfig, Loaded, PathConfig, TimeoutsConfig, VariantC
 from rig.errors import FirmwareFailure, InfrastructureError
 from rig.mbedtls import Diagnosis, LogParser
 from rig.mbedtls.categories import CATEGORIES
+from rig.programmers import ProgramResult
 from rig.report import evidence as files
 from rig.report.evidence import write_json
 from rig.report.records import Seconds, cell_id
+from rig.uart import UartLine
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +98,13 @@ def failure_type(category: str) -> type[HandshakeFailed]:
 class LineSource(Protocol):
     """A subscription to the DUT's UART lines (rig.uart.UartSubscription)."""
 
-    def get(self, timeout: float) -> Any: ...
+    def get(self, timeout: float) -> UartLine | None: ...
 
     def close(self) -> None: ...
 
 
 class CellBench(Protocol):
-    """What a cell needs from the bench (rig.bench.Bench provides it)."""
+    """What a cell needs from the bench (rig.session.LiveBench adapts rig.bench.Bench to it)."""
 
     @property
     def config(self) -> BenchConfig: ...
@@ -111,8 +113,8 @@ class CellBench(Protocol):
         """Record the UART and the bench's events into `folder` (None: stop)."""
         ...
 
-    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> Any:
-        """Put the variant's image on the DUT unless it runs it already; returns a ProgramResult."""
+    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
+        """Put the variant's image on the DUT unless it runs it already (then `skipped`)."""
         ...
 
     def select_path(self, name: str) -> None: ...
@@ -206,10 +208,8 @@ class Attempt:
         started = time.monotonic()
         program = self.bench.ensure_image(self.variant, folder / files.PROGRAMMER_DIR)
         self.result.seconds.program = time.monotonic() - started
-        self.result.programmed = bool(getattr(program, "ok", False)) and not bool(
-            getattr(program, "skipped", False)
-        )
-        self.result.image_sha256 = getattr(program, "image_sha256", None)
+        self.result.programmed = program.ok and not program.skipped
+        self.result.image_sha256 = program.image_sha256
         started = time.monotonic()
         self.bench.select_path(self.path_name)
         self.result.seconds.path = time.monotonic() - started
@@ -252,6 +252,8 @@ class Attempt:
             diagnosis = parser.verdict(now=time.monotonic(), stall_after=stall_after)
             if diagnosis.outcome == "completed":
                 verdict = "incomplete"  # handshake over but the MQTT session line never came
+            elif diagnosis.outcome in ("failed", "stalled"):
+                verdict = diagnosis.outcome  # reached on the very last poll before the deadline
         self.result.verdict_time = time.monotonic()
         self.result.seconds.reset_to_verdict = self.result.verdict_time - self._reset_at
         if verdict == "completed":
@@ -354,7 +356,7 @@ def error_text(error: dict[str, Any] | None) -> str | None:
     return f"{name} ({code})" if name and code else str(name or code)
 
 
-def _lines_until(lines: LineSource, deadline: float) -> Iterator[tuple[float, Any]]:
+def _lines_until(lines: LineSource, deadline: float) -> Iterator[tuple[float, UartLine | None]]:
     """(now, line-or-None) until `deadline`: a line as soon as it comes, None every POLL_S when quiet."""
     while True:
         now = time.monotonic()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from rig.cell import Attempt, AttemptResult, CellBench, stall_after_s, time_budget_s
 from rig.config import Expectation, Loaded, VariantConfig
@@ -50,11 +50,6 @@ class CellSpec:
     @property
     def expectation(self) -> Expectation:
         return self.variant.model.expectation(self.path)
-
-
-class HasSpec(Protocol):
-    @property
-    def spec(self) -> CellSpec: ...
 
 
 T = TypeVar("T")
