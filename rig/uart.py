@@ -3,7 +3,8 @@
 The DUT's debug UART is the evidence of every attempt, so nothing it sends may be lost because nobody
 was reading at that moment (labgrid's pull-only reading loses exactly that). One background thread owns
 the pyserial port (`serial_for_url`: a device path or `/dev/serial/by-id/…` link, `socket://`, and
-`rfc2217://` including ser2net through `rig.rfc2217`'s chunked client) and, for every chunk it reads:
+`rfc2217://` including ser2net through `rig.rfc2217`'s chunked client) and hands every chunk it reads
+to `rig.uart_stream`, which:
 
 1. appends the bytes to `uart.raw` of the current recording folder, before any decoding;
 2. splits them into lines stamped with host monotonic and wall time (`UartLine`), appended to
@@ -23,46 +24,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import re
 import select
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
 
 import serial
 
 from rig.errors import FirmwareFailure, InfrastructureError
 from rig.events import EventLog
 from rig.rfc2217 import ChunkedRfc2217Serial, open_rfc2217
+from rig.uart_stream import TAIL_LINES, LineStream, UartLine, UartSubscription
+
+__all__ = ["Uart", "UartError", "UartLine", "UartSubscription", "UartTimeout", "UartUnexpected"]
 
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.05  # how long one read waits: bounds the reaction to close/lend requests
 READ_SIZE = 1 << 16  # the most one read takes
-MAX_LINE_BYTES = 64 * 1024  # a line longer than this (binary noise, no newline) is cut into pieces
 BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # reopen attempts after a port loss, the last one repeated
-TAIL_LINES = 20  # lines kept for error messages
 # expect() looks at lines since the last expect()/record(); on a port nobody expect()s on for hours this
 # backlog would grow without end, so it keeps the newest lines only (about 10 MB of debug lines).
 EXPECT_BACKLOG = 100_000
-
-
-@dataclass(frozen=True)
-class UartLine:
-    """One line the DUT sent: text without the line ending, its bytes, and when it was complete."""
-
-    text: str
-    raw: bytes
-    mono: float  # time.monotonic() when the line's last byte was read
-    wall: float  # time.time() at the same moment
-    offset: int  # byte offset of the line's first byte in the current uart.raw (negative: began before)
 
 
 class UartError(InfrastructureError):
@@ -86,78 +72,6 @@ class UartUnexpected(FirmwareFailure):
         self.tail = tail
 
 
-_CLOSED = object()  # queue sentinel: the subscription's stream ended (closed, or the reader died)
-
-
-class UartSubscription:
-    """A reader's own view of the line stream, from the moment it subscribed on."""
-
-    def __init__(self, uart: Uart, limit: int | None = None) -> None:
-        self._uart = uart
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.closed = False
-        self.limit = limit  # None: unbounded; else the oldest lines are dropped beyond it
-        self.dropped = 0
-
-    def _put(self, item: Any) -> None:
-        if self.limit is not None and item is not _CLOSED and self._queue.qsize() >= self.limit:
-            with contextlib.suppress(queue.Empty):
-                self._queue.get_nowait()
-                self.dropped += 1
-        self._queue.put(item)
-
-    def get(self, timeout: float) -> UartLine | None:
-        """The next line, or None after `timeout` seconds without one (or once closed).
-
-        Raises `UartError` at once if the reader thread has died, with its cause.
-        """
-        if self.closed:
-            return None
-        try:
-            item = self._queue.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            self._uart._raise_if_dead()
-            return None
-        if item is _CLOSED:
-            self.closed = True
-            self._queue.put(_CLOSED)  # later get() calls see it too
-            self._uart._raise_if_dead()
-            return None
-        line: UartLine = item
-        return line
-
-    def __iter__(self) -> Iterator[UartLine]:
-        """Every line until the subscription or the Uart is closed."""
-        while not self.closed:
-            line = self.get(timeout=0.5)
-            if line is not None:
-                yield line
-
-    def close(self) -> None:
-        """Stop receiving lines; the reader forgets this subscription."""
-        self._uart._unsubscribe(self)
-        self.closed = True
-        self._queue.put(_CLOSED)
-
-
-class _Recording:
-    """The files of one recording folder; written only by the reader thread (under the Uart's lock)."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self.raw_path = directory / "uart.raw"
-        self.jsonl_path = directory / "uart.jsonl"
-        # Unbuffered: bytes are on their way to disk before any decoding happens.
-        self.raw: IO[bytes] = open(self.raw_path, "ab", buffering=0)  # noqa: SIM115 - lives until switched
-        self.jsonl: IO[str] = open(self.jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
-        self.offset = self.raw_path.stat().st_size
-
-    def close(self) -> None:
-        self.raw.close()
-        self.jsonl.close()
-
-
 class Uart:
     """The DUT's UART: open it, record it, subscribe to its lines, wait for patterns, lend it out."""
 
@@ -177,13 +91,7 @@ class Uart:
         self.events = events if events is not None else EventLog()
         self.error: BaseException | None = None
         self.connected = False
-        self.bytes_read = 0
-        self._lock = threading.Lock()  # recording files, subscriber list, tail, pending bytes
-        self._subscribers: list[UartSubscription] = []
-        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self._pending = bytearray()
-        self._pending_offset = 0
-        self._recording: _Recording | None = None
+        self._stream = LineStream()
         self._port: serial.SerialBase | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -206,8 +114,12 @@ class Uart:
     @property
     def raw_path(self) -> Path | None:
         """The `uart.raw` being written, if recording."""
-        rec = self._recording
-        return rec.raw_path if rec is not None else None
+        return self._stream.raw_path
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the port since this Uart was made."""
+        return self._stream.bytes_read
 
     def open(self, timeout: float = 5.0) -> None:
         """Open the port and start the reader; retries with back-off up to `timeout` seconds."""
@@ -235,15 +147,7 @@ class Uart:
                 raise UartError(f"{self.name} {self.url}: the reader thread did not stop within 5 s")
             self.events.emit("uart_closed", self.name, url=self.url, bytes=self.bytes_read)
         self._close_port()
-        with self._lock:
-            self._flush_pending(time.monotonic(), time.time())
-            if self._recording is not None:
-                self._recording.close()
-                self._recording = None
-            subscribers, self._subscribers = self._subscribers, []
-        for sub in subscribers:
-            sub.closed = True
-            sub._put(_CLOSED)
+        self._stream.close(time.monotonic(), time.time())
 
     def __enter__(self) -> Uart:
         self.open(self._open_timeout)
@@ -263,13 +167,7 @@ class Uart:
         `expect()` cursor: lines that arrived before the switch are not matched any more.
         """
         self._raise_if_dead()
-        new = _Recording(directory) if directory is not None else None
-        with self._lock:
-            old, self._recording = self._recording, new
-            # A line that began before the switch keeps its bytes in the old file: its offset says so.
-            self._pending_offset = (new.offset if new else 0) - len(self._pending)
-        if old is not None:
-            old.close()
+        self._stream.record(directory)
         if self._expect_sub is not None:
             self._expect_sub.close()
             self._expect_sub = self.subscribe(limit=EXPECT_BACKLOG)
@@ -283,20 +181,11 @@ class Uart:
         Its queue is unbounded unless `limit` is given (then the oldest lines are dropped).
         """
         self._raise_if_dead()
-        sub = UartSubscription(self, limit)
-        with self._lock:
-            self._subscribers.append(sub)
-        return sub
-
-    def _unsubscribe(self, sub: UartSubscription) -> None:
-        with self._lock:
-            if sub in self._subscribers:
-                self._subscribers.remove(sub)
+        return self._stream.subscribe(self._raise_if_dead, limit)
 
     def last_lines(self, count: int = TAIL_LINES) -> list[str]:
         """The last lines received (at most TAIL_LINES), oldest first."""
-        with self._lock:
-            return list(self._tail)[-count:]
+        return self._stream.last_lines(count)
 
     def expect(
         self,
@@ -428,10 +317,7 @@ class Uart:
             with contextlib.suppress(OSError):
                 self.events.emit("uart_reader_died", self.name, url=self.url, error=repr(exc))
             self._close_port()
-            with self._lock:
-                subscribers = list(self._subscribers)
-            for sub in subscribers:
-                sub._put(_CLOSED)
+            self._stream.wake_all()
             self._lent.set()
             self._back.set()
 
@@ -452,7 +338,7 @@ class Uart:
                 self._port_lost(exc)
                 continue
             if data:
-                self._take(data, time.monotonic(), time.time())
+                self._stream.take(data, time.monotonic(), time.time())
 
     def _read_chunk(self, port: serial.SerialBase) -> bytes:
         """What the port has now, waiting at most READ_TIMEOUT_S for the first byte."""
@@ -490,8 +376,7 @@ class Uart:
     def _port_lost(self, exc: BaseException) -> None:
         self._close_port()
         self._lost_since = time.monotonic()
-        with self._lock:
-            self._flush_pending(time.monotonic(), time.time())  # a reset cuts the line short
+        self._stream.cut(time.monotonic(), time.time())  # a reset cuts the line short
         self.events.emit("port_lost", self.name, url=self.url, error=str(exc))
 
     def _reopen(self, reason: str) -> None:
@@ -515,8 +400,7 @@ class Uart:
 
     def _serve_lend(self) -> None:
         self._close_port()
-        with self._lock:
-            self._flush_pending(time.monotonic(), time.time())
+        self._stream.cut(time.monotonic(), time.time())
         self._lost_since = time.monotonic()
         self._lent.set()
         while not self._give_back.wait(timeout=0.1):
@@ -526,50 +410,3 @@ class Uart:
         self._lent.clear()
         if not self._stop.is_set():
             self._reopen(reason="lent")
-
-    def _take(self, data: bytes, mono: float, wall: float) -> None:
-        """Raw bytes to disk first, then lines to the file and the subscribers."""
-        with self._lock:
-            self.bytes_read += len(data)
-            rec = self._recording
-            if rec is not None:
-                rec.raw.write(data)
-            start = 0
-            while True:
-                end = data.find(b"\n", start)
-                if end < 0:
-                    break
-                self._pending += data[start : end + 1]
-                self._emit_line(mono, wall)
-                start = end + 1
-            self._pending += data[start:]
-            while len(self._pending) >= MAX_LINE_BYTES:
-                rest = self._pending[MAX_LINE_BYTES:]
-                del self._pending[MAX_LINE_BYTES:]
-                self._emit_line(mono, wall)
-                self._pending += rest
-            if rec is not None:
-                rec.offset += len(data)
-                rec.jsonl.flush()
-
-    def _flush_pending(self, mono: float, wall: float) -> None:
-        if self._pending:
-            self._emit_line(mono, wall)
-
-    def _emit_line(self, mono: float, wall: float) -> None:
-        raw = bytes(self._pending)
-        self._pending.clear()
-        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        line = UartLine(text=text, raw=raw, mono=mono, wall=wall, offset=self._pending_offset)
-        self._pending_offset += len(raw)
-        self._tail.append(text)
-        rec = self._recording
-        if rec is not None:
-            # The same as json.dumps({"mono", "wall", "offset", "text"}) at a third of the cost, which
-            # is most of the reader's time at a flood (floats' repr is their JSON form).
-            rec.jsonl.write(
-                f'{{"mono": {mono!r}, "wall": {wall!r}, "offset": {line.offset}, '
-                f'"text": {encode_basestring_ascii(text)}}}\n'
-            )
-        for sub in self._subscribers:
-            sub._put(line)
