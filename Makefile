@@ -52,7 +52,7 @@ bench: setup
 	$(HIL) --clean-alluredir $(PYTEST_ARGS)
 
 nightly: setup
-	$(HIL) -m nightly --repeat $(or $(REPEAT),3) $(PYTEST_ARGS)
+	$(HIL) --clean-alluredir -m nightly --repeat $(or $(REPEAT),3) $(PYTEST_ARGS)
 
 gate: setup
 	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=<name in firmware_configs/>" >&2; exit 2; }
