@@ -18,6 +18,7 @@ from rich.console import Console
 from rig.config import DEFAULT_BENCH, Loaded, VariantConfig, load_bench, load_variant
 from rig.errors import ConfigError, InfrastructureError
 from rig.matrix import AttemptCounter, Cell, expected_outcome, order_cells, plan
+from rig.programmers import image_sha256
 from rig.report.evidence import RunFolder
 from rig.report.gate import GateReport, judge
 from rig.report.table import matrix_table
@@ -52,7 +53,8 @@ def run_gate(
         {"kind": "gate", "variant": variant.model.name, "bench": str(bench_path), "repeat": repeat}
     )
     counter = AttemptCounter()
-    image_sha: str | None = None
+    image = variant.model.image.hex
+    image_sha = image_sha256(image) if image.is_file() else None
     stopped: str | None = None
     try:
         with open_bench(bench_path, purpose=f"gate {variant.model.name}") as live:
@@ -73,7 +75,7 @@ def run_gate(
                     stopped = f"stopped after a bench problem that its retry did not clear: {exc}"
                     err_console.print(f"[magenta]error:[/] {spec.id}: {exc}")
                     break
-                image_sha = image_sha or result.image_sha256
+                image_sha = result.image_sha256 or image_sha
                 record = cell.write_record(expected_outcome(spec, result, infrastructure=False))
                 style = "green" if result.completed else "bold red"
                 console.print(
