@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # Time for one preflight probe of the UART or the cloud broker.
 PROBE_TIMEOUT_S = 10.0
+# After a reset, a DUT that printed lines but no banner and then kept quiet this long has no banner
+# to print (a firmware without one, a blank part's boot ROM): the per-bench record decides instead.
+BANNER_QUIET_S = 2.0
 # A UART that does not open within this time is reported (the driver retries with back-off meanwhile).
 UART_PROBE_TIMEOUT_S = 3.0
 
@@ -105,6 +108,7 @@ class Bench:
         self._banner_re = re.compile(dut.banner_sha256)
         self._banner: tuple[str, float] | None = None  # (sha256, monotonic time seen)
         self._banner_cond = threading.Condition()
+        self._last_line = 0.0  # monotonic time of the last UART line the watch saw
         self._watcher: threading.Thread | None = None
         self._watch_error: BaseException | None = None
         self._router_open = False
@@ -327,13 +331,21 @@ class Bench:
         ):
             since = time.monotonic()
             self.reset_dut()
+            deadline = since + self.config.timeouts.boot_s
             with self._banner_cond:
-                self._banner_cond.wait_for(
-                    lambda: self._banner is not None and self._banner[1] >= since,
-                    timeout=self.config.timeouts.boot_s,
-                )
-                if self._banner is not None and self._banner[1] >= since:
-                    return self._banner[0], "banner"
+                while True:
+                    if self._banner is not None and self._banner[1] >= since:
+                        return self._banner[0], "banner"
+                    now = time.monotonic()
+                    # The DUT spoke after the reset, then fell quiet without a banner: it has none.
+                    if self._last_line >= since and now - self._last_line >= BANNER_QUIET_S:
+                        reason = f"the DUT printed no banner and fell quiet for {BANNER_QUIET_S:g} s"
+                        break
+                    if now >= deadline:
+                        reason = f"no banner within timeouts.boot_s = {self.config.timeouts.boot_s:g} s"
+                        break
+                    self._banner_cond.wait(min(0.2, deadline - now))
+            self.events.emit("banner_missing", "bench", reason=reason, pattern=self.config.dut.banner_sha256)
         if self._watch_error is not None:
             raise InfrastructureError(f"uart {self.uart.url}: {self._watch_error}")
         try:
@@ -375,10 +387,11 @@ class Bench:
             try:
                 for line in subscription:
                     match = self._banner_re.search(line.text)
-                    if match and match.groups():
-                        with self._banner_cond:
+                    with self._banner_cond:
+                        self._last_line = line.mono
+                        if match and match.groups():
                             self._banner = (match.group(1).lower(), line.mono)
-                            self._banner_cond.notify_all()
+                        self._banner_cond.notify_all()
             except InfrastructureError as exc:  # the reader died: say so at the next ensure_image
                 self._watch_error = exc
                 log.error("bench %s: boot-banner watch stopped: %s", self.name, exc)

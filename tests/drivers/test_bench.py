@@ -290,3 +290,18 @@ def test_preflight_of_a_bench_in_use_does_not_touch_the_owners_uart_or_cloud_wat
         assert (
             results[part].detail == "not probed: the bench is in use, probing would disturb its owner's run"
         )
+
+
+def test_a_dut_that_boots_without_a_banner_is_not_waited_for_until_boot_s(
+    bench_file: Path, hub: Hub, variant: VariantConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = yaml.safe_load(bench_file.read_text())
+    data["timeouts"]["boot_s"] = 600
+    bench_file.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr("rig.bench.BANNER_QUIET_S", 0.3)
+    hub.sha256 = None  # prints its boot lines, no image hash
+    events = EventLog()
+    with Bench(load_bench(bench_file), events=events) as bench:
+        assert bench.running_image() == (None, "unknown")
+    missing = [e.fields["reason"] for e in events.history if e.kind == "banner_missing"]
+    assert missing == ["the DUT printed no banner and fell quiet for 0.3 s"]
