@@ -5,7 +5,8 @@ all), repeated as many handshake attempts with timestamps, a `[APP]` line betwee
 every few thousand lines a UART-garbage line, the last attempt stalled. Then it measures, on the
 same file and in the same process:
 
-- baseline: `for line in file: n += 1` (binary mode, the cheapest honest line loop in Python);
+- baseline: `for line in file: n += 1` (binary mode, the cheapest honest line loop in Python; the
+  ratio is against this one), and the same loop in text mode for reference;
 - rig diagnose: exactly what the command does (read, parse, diagnose) without the process start;
 - the `rig diagnose --json` command itself, as a subprocess, once.
 
@@ -65,6 +66,16 @@ def baseline(path: Path) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def baseline_text(path: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the same loop in text mode (UTF-8 decoding, newline translation)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    count = 0
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        for _ in stream:
+            count += 1
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def diagnose_in_process(path: Path) -> tuple[float, float, dict[str, object]]:
     """Wall and CPU seconds of read + parse + diagnose, and the diagnosis."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -92,6 +103,8 @@ def main() -> None:
         baseline(path)  # warm the page cache
         runs = [baseline(path) for _ in range(3)]
         base_wall, base_cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+        text_runs = [baseline_text(path) for _ in range(3)]
+        text_wall, text_cpu = min(r[0] for r in text_runs), min(r[1] for r in text_runs)
         parse_wall, parse_cpu, verdict = diagnose_in_process(path)
         command_s = diagnose_command(path)
         lines = verdict["lines"]
@@ -101,6 +114,10 @@ def main() -> None:
             f"baseline (bare line loop):    {base_wall:7.2f} {mb / base_wall:9.1f}         | {base_cpu:6.2f} {mb / base_cpu:9.1f}"
         )
         print(
+            f"baseline, text mode:          {text_wall:7.2f} {mb / text_wall:9.1f}         |"
+            f" {text_cpu:6.2f} {mb / text_cpu:9.1f}"
+        )
+        print(
             f"rig diagnose (in process):    {parse_wall:7.2f} {mb / parse_wall:9.1f} {parse_wall / base_wall:7.1f} |"
             f" {parse_cpu:6.2f} {mb / parse_cpu:9.1f} {parse_cpu / base_cpu:7.1f}"
         )
@@ -108,6 +125,7 @@ def main() -> None:
             f"rig diagnose --json (command):{command_s:7.2f} {mb / command_s:9.1f} {command_s / base_wall:7.1f} |"
             "  (a new process: interpreter start and imports included)"
         )
+        print(f"rig diagnose vs the text-mode loop (CPU): ratio {parse_cpu / text_cpu:.1f}")
         print(
             "verdict:", json.dumps({k: verdict[k] for k in ("outcome", "category", "last_state", "attempts")})
         )
