@@ -319,6 +319,11 @@ def test_template_values_are_shell_quoted() -> None:
     )
 
 
+def test_a_template_naming_an_unknown_value_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"command template 'tcpdump -i \{iface\}': no value for iface"):
+        render_command("tcpdump -i {iface}", interface="lan")
+
+
 def test_hostile_capture_values_reach_the_router_as_plain_arguments(
     sshd: SshServer, script: Path, tmp_path: Path
 ) -> None:
