@@ -126,6 +126,9 @@ def run_cell(bench: Bench, variant_name: str, path: str) -> Outcome:
                 parser.feed(line, host_time=time.time())
                 if mqtt.search(line):
                     verdict = parser.verdict()
+                    print(
+                        f"\n{variant_name} over {path}: MQTT up {time.monotonic() - start:.2f} s after programming"
+                    )
                     return Outcome(verdict.category, verdict.last_state["number"], verdict.summary, lines, True,
                                    time.monotonic() - start)  # fmt: skip
             verdict = parser.verdict(now=time.time(), stall_after=stall_after)
