@@ -191,14 +191,15 @@ class Ser2net:
 
 
 @pytest.fixture
-def ser2net(tmp_path: Path) -> Iterator[Callable[[str], Ser2net]]:
-    """Factory: `ser2net(device_path)` starts a ser2net for that device; all are stopped afterwards."""
+def ser2net(tmp_path: Path) -> Iterator[Callable[..., Ser2net]]:
+    """Factory: `ser2net(device_path, raw=False)` starts a ser2net for that device (rfc2217://, or
+    socket:// with `raw=True`); all are stopped afterwards."""
     if not os.path.exists(SER2NET):
         pytest.skip("ser2net is not installed (apt-get install ser2net)")
     started: list[Ser2net] = []
 
-    def start(device: str) -> Ser2net:
-        server = Ser2net(device, tmp_path / f"ser2net{len(started)}")
+    def start(device: str, raw: bool = False) -> Ser2net:
+        server = Ser2net(device, tmp_path / f"ser2net{len(started)}", raw=raw)
         started.append(server)
         server.start()
         return server

@@ -87,23 +87,17 @@ def test_a_flood_through_ser2net_rfc2217_is_captured_byte_for_byte(
 
 
 def test_a_flood_through_a_raw_tcp_socket_is_captured_byte_for_byte(
-    pty_device: PtyDevice, tmp_path: Path
+    pty_device: PtyDevice, ser2net: Callable[..., Ser2net], tmp_path: Path
 ) -> None:
-    server = Ser2net(pty_device.url, tmp_path / "ser2net", raw=True)
-    server.start()
-    try:
-        with Uart(server.url, 115200, name="hub") as port:
-            assert server.url.startswith("socket://")
-            settle(pty_device, port)
-            port.record(tmp_path)
-            data = flood(FLOOD_BYTES)
-            read_before = port.bytes_read
-            pty_device.write(data, timeout=30)
-            wait_for(
-                lambda: port.bytes_read - read_before >= len(data), 30, "reading the flood through a socket"
-            )
-    finally:
-        server.stop()
+    server = ser2net(pty_device.url, raw=True)
+    assert server.url.startswith("socket://")
+    with Uart(server.url, 115200, name="hub") as port:
+        settle(pty_device, port)
+        port.record(tmp_path)
+        data = flood(FLOOD_BYTES)
+        read_before = port.bytes_read
+        pty_device.write(data, timeout=30)
+        wait_for(lambda: port.bytes_read - read_before >= len(data), 30, "reading the flood through a socket")
     assert (tmp_path / "uart.raw").read_bytes() == data
 
 
