@@ -6,6 +6,8 @@ built there and several sims can run side by side without touching the checkout.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -277,3 +279,14 @@ def test_up_on_a_running_sim_rebuilds_only_the_images_whose_variant_changed(runn
     assert [line.split()[-3] for line in rebuilt.stdout.splitlines() if "built image" in line] == [
         "tcp-rx-512"
     ]
+
+
+def test_build_writes_the_variant_hex_with_a_stamp_naming_its_inputs(running: SimFolder) -> None:
+    variant = running.repo / "firmware_configs" / "tcp-rx-1460.yaml"
+    result = running.rig("build", str(variant))
+    assert result.returncode == 0, result.stderr
+    hex_path = running.repo / "build" / "firmware" / "tcp-rx-1460.hex"
+    sha = hashlib.sha256(hex_path.read_bytes()).hexdigest()
+    assert result.stdout.split() == ["built", str(variant), "image", "sha256", sha]
+    stamp = json.loads((hex_path.parent / "tcp-rx-1460.hex.build.json").read_text())
+    assert (stamp["variant"], stamp["hex_sha256"], stamp["client_id"]) == ("tcp-rx-1460", sha, "hub-sim-0001")
