@@ -145,6 +145,11 @@ def test_status_shows_every_part_running_and_exits_zero(running: SimFolder) -> N
             result.stdout
         )
     assert "uplink:" in result.stdout and "hub:" in result.stdout
+    report = json.loads(running.rig("status", "--json").stdout)
+    assert report["up"] is True and report["faults"] == []
+    assert all(part["running"] for part in report["parts"].values())
+    assert report["uplink"].startswith(("landline", "satellite"))
+    assert report["board"]["port"] == read_env_file(running.dir / "bench.env")["RIG_SIM_UART_URL"]
 
 
 def test_the_router_answers_on_its_pinned_key_and_router_ssh_down_takes_it_away(running: SimFolder) -> None:
