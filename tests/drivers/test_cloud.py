@@ -124,31 +124,54 @@ class Broker:
             client.loop_stop()
 
 
+class Mosquitto:
+    """A mosquitto process on a fixed port with the test PKI; can be stopped and started again."""
+
+    def __init__(self, pki: Path, port: int) -> None:
+        self.pki = pki
+        self.port = port
+        self.conf = pki / f"mosquitto-{port}.conf"
+        self.conf.write_text(
+            f"listener {port} 127.0.0.1\n"
+            f"cafile {pki / 'root.pem'}\ncertfile {pki / 'server.pem'}\nkeyfile {pki / 'server.key'}\n"
+            "require_certificate true\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+            # Run as whoever runs the tests: as root mosquitto would switch to a user who cannot read them.
+            f"user {getpass.getuser()}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.pki / f"mosquitto-{self.port}.log").open("ab") as log:
+            self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
+        wait_listening(self.port, 10, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    pki = tmp_path_factory.mktemp("pki")
-    root = _issue(pki, "root", "rig test root", None, ca=True)
-    _issue(pki, "server", "127.0.0.1", root)
-    _issue(pki, "observer", "rig-observer-test", root)
-    _issue(pki, "service", "aws-iot-stand-in", root)
-    _issue(pki, "stranger", "rig-observer-test", _issue(pki, "other-root", "another root", None, ca=True))
-    port = free_port()
-    conf = pki / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        f"cafile {pki / 'root.pem'}\ncertfile {pki / 'server.pem'}\nkeyfile {pki / 'server.key'}\n"
-        "require_certificate true\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
-        # Run as whoever runs the tests: as root mosquitto would switch to a user who cannot read them.
-        f"user {getpass.getuser()}\n"
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pki")
+    root = _issue(folder, "root", "rig test root", None, ca=True)
+    _issue(folder, "server", "127.0.0.1", root)
+    _issue(folder, "observer", "rig-observer-test", root)
+    _issue(folder, "service", "aws-iot-stand-in", root)
+    _issue(
+        folder, "stranger", "rig-observer-test", _issue(folder, "other-root", "another root", None, ca=True)
     )
-    log = (pki / "mosquitto.log").open("wb")
-    process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=log)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def broker(pki: Path) -> Iterator[Broker]:
+    server = Mosquitto(pki, free_port())
+    server.start()
     try:
-        wait_listening(port, 10, process)
-        yield Broker(port, pki)
+        yield Broker(server.port, pki)
     finally:
-        stop_process(process)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture
@@ -230,3 +253,25 @@ def test_a_missing_certificate_file_names_the_bench_file_key(broker: Broker, tmp
         InfrastructureError, match=r"cloud.events.cert .*nope\.pem does not exist — check the bench file"
     ):
         CloudEvents(missing).start(timeout=3)
+
+
+def test_the_watcher_reconnects_and_resubscribes_after_the_broker_restarts(pki: Path) -> None:
+    server = Mosquitto(pki, free_port())
+    server.start()
+    events = EventLog()
+    cloud = CloudEvents(Broker(server.port, pki).cloud(), events=events)
+    try:
+        cloud.start(timeout=10)
+        server.stop()
+        server.start()
+        since = time.time()
+        deadline = time.monotonic() + 30
+        seen = None
+        while seen is None and time.monotonic() < deadline:  # publish until the watcher is back
+            Broker(server.port, pki).publish("connected", DEVICE)
+            seen = cloud.wait_connected(DEVICE, timeout=0.5, since=since)
+        assert seen is not None and seen["eventType"] == "connected"
+        assert "cloud_lost" in [e.kind for e in events.history]
+    finally:
+        cloud.stop()
+        server.stop()
