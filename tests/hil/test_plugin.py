@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Project
+from pytester_project import Project
 
 BASIC = """{
     "tcp-rx-1024": Script(COMPLETED),
