@@ -300,7 +300,7 @@ class Attempt:
             )
 
     def fail_with_bench_problem(self, exc: BaseException) -> None:
-        """Mark this attempt as not judged because of `exc` (an InfrastructureError)."""
+        """Mark this attempt as not judged because of `exc` (a bench problem, or bad input)."""
         self.result.verdict = "error"
         self.result.category = None
         self.result.error = str(exc)

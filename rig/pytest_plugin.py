@@ -43,7 +43,6 @@ from rig.report.table import flaky_cells, matrix_table, summarize
 BenchFactory = Callable[[Path, pytest.Config], AbstractContextManager[CellBench]]
 
 CELL_KEY = pytest.StashKey["Cell"]()
-INFRA_KEY = pytest.StashKey[bool]()
 
 
 @dataclass
@@ -264,11 +263,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     infrastructure = call.excinfo is not None and isinstance(call.excinfo.value, InfrastructureError)
     if infrastructure:
         report.user_properties.append(("rig_infrastructure", True))
-        item.stash[INFRA_KEY] = True
     if the_cell is None or the_cell.attempt is None:
         return report
     if (report.when == "setup" and report.failed) or report.when == "call":
         outcome = _outcome(report, infrastructure)
+        result = the_cell.attempt.result
+        if outcome == "error" and result.verdict != "error" and call.excinfo is not None:
+            the_cell.attempt.fail_with_bench_problem(call.excinfo.value)  # e.g. the image file is missing
         _add_comparison(item.config.stash[STATE_KEY], the_cell)
         the_cell.close()
         the_cell.write_record(outcome)
