@@ -313,22 +313,20 @@ class Bench:
     def _record_path(self) -> Path:
         return self.state_dir / f"{self.name}.image.json"
 
-    def running_image(self) -> tuple[str | None, str]:
+    def running_image(self, *, ask: bool = True) -> tuple[str | None, str]:
         """The sha256 of the image the DUT runs and how it is known: `banner`, `record` or `unknown`.
 
         The boot banner is the truth (`dut.banner_sha256`): the last one seen on the open UART, else
-        the one printed after a reset. A DUT whose firmware prints none falls back on the record this
-        bench writes after each successful programming.
+        (with `ask`) the one printed after a reset. A DUT that boots and talks but prints no banner
+        falls back on the record this bench writes after each successful programming; a DUT that
+        says nothing at all after a reset is `unknown` (blank or dead: its record cannot be trusted).
         """
-        if self._watcher is not None and self._watcher.is_alive():
+        watching = self._watcher is not None and self._watcher.is_alive()
+        if watching:
             with self._banner_cond:
                 if self._banner is not None:
                     return self._banner[0], "banner"
-        if (
-            self._watcher is not None
-            and self._watcher.is_alive()
-            and self.config.dut.reset.method != "none"  # nothing would make it print one
-        ):
+        if watching and ask and self.config.dut.reset.method != "none":
             since = time.monotonic()
             self.reset_dut()
             deadline = since + self.config.timeouts.boot_s
@@ -345,19 +343,28 @@ class Bench:
                         reason = f"no banner within timeouts.boot_s = {self.config.timeouts.boot_s:g} s"
                         break
                     self._banner_cond.wait(min(0.2, deadline - now))
+                silent = self._last_line < since
             self.events.emit("banner_missing", "bench", reason=reason, pattern=self.config.dut.banner_sha256)
+            if silent:
+                return None, "unknown"
         if self._watch_error is not None:
             raise InfrastructureError(f"uart {self.uart.url}: {self._watch_error}")
+        recorded = self._recorded()
+        return recorded, "record" if recorded else "unknown"
+
+    def _recorded(self) -> str | None:
+        """The sha256 this bench last programmed, from its record in state_dir."""
         try:
-            record = json.loads(self._record_path.read_text(encoding="utf-8"))
-            return str(record["sha256"]), "record"
+            return str(json.loads(self._record_path.read_text(encoding="utf-8"))["sha256"])
         except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
-            return None, "unknown"
+            return None
 
     def ensure_image(self, variant: VariantConfig, out_dir: Path, *, force: bool = False) -> ProgramResult:
         """Program `variant`'s image unless the DUT already runs it (then `skipped=True`).
 
-        `force` programs without asking the DUT (a DUT that prints a wrong banner, a suspect flash).
+        A DUT that stays silent after its reset costs `timeouts.boot_s` before it is programmed (a
+        blank part says nothing). `force` programs without asking the DUT (a DUT that prints a wrong
+        banner, a suspect flash).
         """
         image = variant.image.hex
         if not image.is_file():

@@ -6,6 +6,7 @@ boot banner says it runs it; `rig bench check` prints a table and exits 3 naming
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -305,3 +306,19 @@ def test_a_dut_that_boots_without_a_banner_is_not_waited_for_until_boot_s(
         assert bench.running_image() == (None, "unknown")
     missing = [e.fields["reason"] for e in events.history if e.kind == "banner_missing"]
     assert missing == ["the DUT printed no banner and fell quiet for 0.3 s"]
+
+
+def test_a_silent_dut_is_programmed_even_when_the_bench_record_names_the_image(
+    bench_file: Path, hub: Hub, variant: VariantConfig, stand_in: Path, tmp_path: Path
+) -> None:
+    hub.silent = True  # blank or dead: the record of the last flash says nothing about it now
+    events = EventLog()
+    with Bench(load_bench(bench_file), events=events) as bench:
+        bench.state_dir.mkdir(parents=True, exist_ok=True)
+        record = {"variant": variant.name, "sha256": image_sha256(variant.image.hex), "programmed": 0}
+        (bench.state_dir / "lab-test.image.json").write_text(json.dumps(record))
+        result = bench.ensure_image(variant, tmp_path / "attempt")
+
+    assert (result.skipped, programmer_calls(stand_in)) == (False, 1)
+    missing = [e.fields["reason"] for e in events.history if e.kind == "banner_missing"]
+    assert missing == ["no banner within timeouts.boot_s = 1.5 s"]
