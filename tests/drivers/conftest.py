@@ -298,11 +298,15 @@ class SshServer:
         """Stop the daemon and every connection it serves (sshd's children outlive their parent)."""
         if self.process is None:
             return
-        sessions = _descendants(self.process.pid)
-        stop_process(self.process)
-        for pid in sessions:
+        # Deepest first, each reaped by its still-living parent before that parent goes: a process
+        # orphaned to init would stay a zombie where init does not reap (a container's PID 1).
+        for pid in reversed(_descendants(self.process.pid)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 1.0
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        stop_process(self.process)
         self.process = None
 
     def restart(self) -> None:
