@@ -113,6 +113,7 @@ def run_gate(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("firmware_configs"),
     show_default=True,
+    help="folder of variant files VARIANT is looked up in",
 )
 @click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True, help="attempts per path")
 @click.option(

@@ -1,9 +1,9 @@
 """The matrix: which cells a run has, in which order, and running one with a retry for bench problems.
 
 Order: the bench programs a variant once and switches paths as rarely as it can. Cells are grouped by
-variant (the variant already on the DUT first, when the bench knows it), and within a variant the paths
-snake: each variant starts on the path the previous one ended on (the first on the baseline, where the
-bench starts) — except that paths the variant is expected to pass on come before those it is expected
+variant, in file order (the bench skips programming a variant its DUT already runs), and within a
+variant the paths snake: each variant starts on the path the previous one ended on (the first on the
+baseline, where the bench starts) — except that paths the variant is expected to pass on come before those it is expected
 to fail on, so that a failing attempt can be compared live with its variant's passing one. Repeats of
 a cell run back to back. So a run of V variants on P paths programs V times and switches paths at most
 V × P times (V × (P − 1) when no variant has mixed expectations).
@@ -71,18 +71,15 @@ def order_cells(
     *,
     paths: Sequence[str],
     baseline: str,
-    on_dut: str | None = None,
 ) -> list[T]:
     """Items (cells, or test items carrying one) in run order: variant-grouped, paths snaking."""
     groups: dict[str, list[T]] = {}
     for item in items:
         groups.setdefault(spec_of(item).name, []).append(item)
-    names = sorted(groups, key=lambda n: (n != on_dut,))  # stable: file order otherwise
     ordered: list[T] = []
     current = baseline
     rank = {p: i for i, p in enumerate(paths)}
-    for name in names:
-        members = groups[name]
+    for members in groups.values():
         used = list(dict.fromkeys(spec_of(m).path for m in members))
         expected_fail = {spec_of(m).path for m in members if spec_of(m).expectation.outcome == "fail"}
         # Paths expected to pass first (their attempt is the reference a failing one is compared
