@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -231,13 +231,28 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
         raise pytest.UsageError(f"no bench file: give --bench FILE (the default {DEFAULT_BENCH} is missing)")
     context = rig_bench_factory(state.bench_path, request.config)
     try:
-        opened = context.__enter__()
+        with _uncaptured(request.config):  # a provider's progress (starting the sim…) shows live
+            if state.bench is not None and state.bench.model.provider is not None:
+                writer = request.config.get_terminal_writer()
+                writer.line()
+                writer.line(f"rig: {state.bench_path} is a provided bench: bringing it up unless it is up")
+            opened = context.__enter__()
     except InfrastructureError as exc:
         pytest.exit(f"bench {state.bench_path} is not usable: {exc}", returncode=3)
     except ConfigError as exc:
         pytest.exit("\n".join(exc.lines()), returncode=2)
-    request.addfinalizer(lambda: context.__exit__(None, None, None))
+
+    def leave() -> None:
+        with _uncaptured(request.config):
+            context.__exit__(None, None, None)
+
+    request.addfinalizer(leave)
     yield opened
+
+
+def _uncaptured(config: pytest.Config) -> AbstractContextManager[Any]:
+    capture = config.pluginmanager.getplugin("capturemanager")
+    return capture.global_and_fixture_disabled() if capture is not None else nullcontext()
 
 
 @pytest.fixture
