@@ -129,6 +129,10 @@ class CellBench(Protocol):
         """Whether the cloud saw the DUT connect since `since` (wall time); None: no cloud events."""
         ...
 
+    def emit(self, kind: str, **fields: Any) -> None:
+        """Record an event of the attempt (in its `events.jsonl`)."""
+        ...
+
 
 # ----------------------------------------------------------------------------------------- results
 
@@ -205,6 +209,7 @@ class Attempt:
         """Image on the DUT, path selected, recording and capture running, DUT reset."""
         folder = self.result.folder
         self.bench.attach(folder)
+        self.bench.emit("attempt_started", cell=self.id, attempt=self.result.attempt)
         started = time.monotonic()
         program = self.bench.ensure_image(self.variant, folder / files.PROGRAMMER_DIR)
         self.result.seconds.program = time.monotonic() - started
@@ -259,6 +264,15 @@ class Attempt:
         if verdict == "completed":
             self._confirm_with_cloud(deadline)
         self._fill(verdict, diagnosis)
+        self.bench.emit(
+            "verdict",
+            cell=self.id,
+            verdict=self.result.verdict,
+            category=self.result.category,
+            last_state=self.result.last_state,
+            seconds=round(self.result.seconds.reset_to_verdict, 3),
+            summary=self.result.summary,
+        )
         return self.result
 
     def _confirm_with_cloud(self, deadline: float) -> None:
@@ -305,6 +319,7 @@ class Attempt:
         self.result.category = None
         self.result.error = str(exc)
         self.result.summary = f"bench problem: {exc}"
+        self.bench.emit("bench_problem", cell=self.id, error=str(exc))
 
     def close(self) -> None:
         """Stop capture and subscription, write `diagnosis.json`, stop recording into this folder."""

@@ -73,8 +73,8 @@ class LiveBench:
             return None
         return cloud.wait_connected(self.config.dut.client_id, timeout, since) is not None
 
-    def image_sha256(self) -> str | None:
-        return self.bench.running_image()[0]
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.bench.events.emit(kind, "harness", **fields)
 
 
 def preflight_problem(bench: Bench) -> InfrastructureError | None:

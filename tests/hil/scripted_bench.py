@@ -8,6 +8,7 @@ Every action is appended to `actions.log` in the current folder, one word each, 
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -192,6 +193,11 @@ class ScriptedBench:
 
     def wait_cloud_connected(self, timeout: float, since: float) -> bool | None:
         return None
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        if self.folder is not None:
+            with (self.folder / "events.jsonl").open("a") as file:
+                file.write(json.dumps({"kind": kind, "source": "harness", **fields}) + "\n")
 
 
 class _Lines:

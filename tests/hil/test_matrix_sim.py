@@ -115,6 +115,18 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
         assert (evidence / name).stat().st_size > 0, name
     programmed = Path(cells[("tcp-rx-1024", "landline")]["evidence"])  # its variant's first cell
     assert list((programmed / "programmer").iterdir()), "the programmer's output is kept"
+    events = [json.loads(line) for line in (evidence / "events.jsonl").read_text().splitlines()]
+    kinds = [event["kind"] for event in events]
+    for kind in (
+        "attempt_started",
+        "path_selected",
+        "capture_started",
+        "reset",
+        "verdict",
+        "capture_stopped",
+    ):
+        assert kind in kinds, kinds
+    assert next(e for e in events if e["kind"] == "verdict")["verdict"] == "stalled"
     diff = (evidence / "diff.txt").read_text()
     assert "SERVER_CHANGE_CIPHER_SPEC" in diff
     diagnosis = json.loads((evidence / "diagnosis.json").read_text())
