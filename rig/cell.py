@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 # Mbed TLS prints the negotiated suite only at debug level 3; firmware at level 2 usually prints
 # `mbedtls_ssl_get_ciphersuite()` itself once connected: the suite's name is recognised on any line.
 SUITE_NAME = re.compile(r"\bTLS-[A-Z0-9]+(?:-[A-Z0-9]+)*-WITH-[A-Z0-9]+(?:-[A-Z0-9]+)*")
+# The cloud's `connected` lifecycle event follows the MQTT CONNECT within a second or two (its broker is
+# AWS's own); a DUT that printed its CONNACK line and still has no event after this is a cloud-side
+# (events broker, subscription) problem, not worth waiting the rest of the cell's timeout for.
+CLOUD_CONFIRM_S = 15.0
 POLL_S = 0.1  # how often the live verdict is re-evaluated when the UART is quiet
 BUDGET_RTTS = 10  # round trips a healthy connect may take (TCP, TLS 1.2 with client auth, MQTT CONNECT)
 
@@ -277,7 +281,7 @@ class Attempt:
 
     def _confirm_with_cloud(self, deadline: float) -> None:
         assert self._reset_wall is not None
-        remaining = max(1.0, deadline - time.monotonic())
+        remaining = max(1.0, min(CLOUD_CONFIRM_S, deadline - time.monotonic()))
         seen = self.bench.wait_cloud_connected(remaining, self._reset_wall)
         self.result.cloud_connected = seen
         if seen is False:
