@@ -18,23 +18,16 @@ import click
 
 from rig.errors import ConfigError
 from rig.mbedtls import CATEGORY_MEANING, Diagnosis, LogParser, diagnose_parser, diff_traces
+from rig.mbedtls.bulk import feed_blocks
 from rig.mbedtls.versions import ALL_VERSIONS
 
 _CHUNK = 1 << 22
 
 
-def _lines_of(stream: BinaryIO) -> Iterator[bytes]:
-    """The stream's lines, read in large blocks (the parser decodes each line itself)."""
-    rest = b""
-    while True:
-        block = stream.read(_CHUNK)
-        if not block:
-            break
-        lines = (rest + block).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest
+def _blocks_of(stream: BinaryIO) -> Iterator[bytes]:
+    """The stream in large binary blocks (the parser splits and decodes the lines itself)."""
+    while block := stream.read(_CHUNK):
+        yield block
 
 
 def parse_log(path: Path, mbedtls_version: str | None = None) -> LogParser:
@@ -42,10 +35,10 @@ def parse_log(path: Path, mbedtls_version: str | None = None) -> LogParser:
     parser = LogParser(mbedtls_version)
     try:
         if str(path) == "-":
-            parser.feed_all(_lines_of(sys.stdin.buffer))
+            feed_blocks(parser, _blocks_of(sys.stdin.buffer))
         else:
             with path.open("rb") as stream:
-                parser.feed_all(_lines_of(stream))
+                feed_blocks(parser, _blocks_of(stream))
     except OSError as exc:
         raise ConfigError(
             f"{path}: cannot read the log ({exc.strerror or exc}); check the path and its permissions"

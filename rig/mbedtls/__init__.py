@@ -10,7 +10,9 @@ The incremental API (what the live UART harness uses)::
     events = p.feed(line, host_time=None)    # one line (str or bytes); host_time = time.time() on arrival
     p.trace                                  # HandshakeTrace of the current (last) handshake attempt
     p.verdict(now=None, stall_after=None)    # provisional Diagnosis, at any moment
-    p.feed_all(lines)                        # a whole log at once (the fast way for files)
+    p.feed_all(lines)                        # a whole log at once
+    feed_blocks(p, blocks)                   # a whole file as binary blocks (rig.mbedtls.bulk: the
+                                             # fastest way; the same result as `feed` on each line)
 
 `HandshakeTrace` has `.completed`, `.waiting_for_input`, `.last_progress_time` (host time of the
 last state advance or inbound bytes), `.states` (`StateVisit`: number, name, line_no, host_time),

@@ -34,6 +34,7 @@ _BORING = (
     r"|message length: \d+, out_left: \d+\s*$"
     r")"
 )
+BORING_PATTERN = _BORING  # also used by the bulk reader (bulk.py)
 _BORING_TEXT = re.compile(_BORING)
 _BORING_BYTES = re.compile(_BORING.encode())
 # The prefix and the boring rest in one match (group 6 is _BORING's group 1).

@@ -1,0 +1,152 @@
+"""Whole-file parsing at C speed: skip, in bulk, the lines that cannot change the diagnosis.
+
+`feed_blocks(parser, blocks)` gives a `LogParser` a whole log as binary blocks (a file read in
+large pieces) with exactly the result of feeding it line by line (`LogParser.feed` on each piece
+of `data.split(b"\\n")`, a final empty piece dropped). Most of a verbose log is lines that only
+count: hex-dump rows, `dumping '…'` headers, `=>`/`<=` traces of functions the trace does not
+follow, and messages holding none of the words `classify` (events.py) reacts to. One compiled
+bytes regex consumes runs of such lines in C; `bytes.count` numbers them; only the last line of a
+run is looked at in Python (a hard-wrapped message may continue after it). Every other line (a
+state, a read, a record, an error, an application line, garbage) goes through `LogParser.feed`,
+the same per-line code as the live path.
+
+A skipped line is one `feed` would treat as an Mbed TLS line with no event: it starts with the
+`file.c:N:` prefix of a source file the version fingerprint has already seen (the regex is rebuilt
+when a new file appears), has no ANSI escape or NUL byte, and its message (from where the lexer's
+prefix ends) is a quiet line of the parser or starts with none of `=> `, `<= `, `in_left`,
+`handshake: done`, `timeout` and contains none of the words `classify` looks for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+from rig.mbedtls.lexer import PREFIXED_BYTES, from_prefix
+from rig.mbedtls.parser import BORING_PATTERN, LogParser
+
+_BORING_BYTES = re.compile(BORING_PATTERN.encode())
+
+# Inside a block a line's `\s` is any whitespace but `\n`, and its end (`$`) is the next `\n`.
+_SPACE = rb"[ \t\r\f\v]"
+
+
+def _in_block(pattern: bytes) -> bytes:
+    return pattern.replace(rb"\s", _SPACE).replace(b"$", rb"(?=\n)")
+
+
+# The lexer's own prefix, atomic: the message starts exactly where `feed` finds it.
+_PREFIX = b"(?>" + _in_block(PREFIXED_BYTES.pattern) + b")"
+# A file name ends at one of the characters that may follow it in a prefix.
+_NAME_END = rb"(?=[:(,\[ \t\r\f\v])"
+# `_BORING` (parser.py) inside a block, then the rest of the line.
+_QUIET = b"(?:" + _in_block(BORING_PATTERN.encode()) + rb")[^\n]*"
+# A message `classify` returns None for whatever else it holds: no word it reacts to.
+_WORDLESS = (
+    rb"(?!=> |<= |in_left|handshake: done|timeout)"
+    rb"(?:[^\n\x1b\x00sracCmbtlo]++|s(?!tate: )|r(?!eturned|ecord: )|a(?!lert)"
+    rb"|c(?!lose notify message|iphersuite|eed)|C(?!ertificate verification flags)"
+    rb"|m(?!ac does not match)|b(?!ad finished message)|t(?!oo )|l(?!ength)|o(?!verflow))*+"
+)
+# `=> fetch input` printed from ssl_tls.c is evidence for the fingerprint: only elsewhere is it quiet.
+_FETCH = rb"=> fetch input[^\n]*"
+
+
+@lru_cache(maxsize=32)
+def _run_pattern(files: frozenset[str]) -> re.Pattern[bytes]:
+    """A regex matching a run (maybe empty) of skippable lines, each with its `\\n`."""
+    names = sorted(files, key=len, reverse=True)
+    known = b"|".join(re.escape(n.encode()) for n in names) or rb"(?!)"
+    others = b"|".join(re.escape(n.encode()) for n in names if n != "ssl_tls.c") or rb"(?!)"
+    line = (
+        rb"(?:(?=(?:"
+        + known
+        + rb")"
+        + _NAME_END
+        + rb")"
+        + _PREFIX
+        + rb"(?:"
+        + _QUIET
+        + b"|"
+        + _WORDLESS
+        + rb")"
+        rb"|(?=(?:" + others + rb")" + _NAME_END + rb")" + _PREFIX + _FETCH + rb")\n"
+    )
+    return re.compile(b"(?:" + line + b")*")
+
+
+def _dirty_line(data: bytes, start: int, end: int) -> int:
+    """Where the first line at or after `start` holding an ESC or NUL byte begins (`end` if none)."""
+    esc = data.find(b"\x1b", start, end)
+    nul = data.find(b"\x00", start, end)
+    hits = [i for i in (esc, nul) if i >= 0]
+    if not hits:
+        return end
+    return data.rfind(b"\n", start, min(hits)) + 1 if min(hits) > start else start
+
+
+def _skip(parser: LogParser, data: bytes, start: int, end: int) -> None:
+    """Count the skipped lines data[start:end] (whole lines) and leave `_pending` as `feed` would."""
+    n = data.count(b"\n", start, end)
+    parser.line_no += n
+    counts = parser.counts
+    counts["lines"] += n
+    counts["mbedtls"] += n
+    begin = data.rfind(b"\n", start, end - 1)
+    last = data[begin + 1 if begin >= 0 else start : end - 1]
+    prefix = PREFIXED_BYTES.match(last)
+    assert prefix is not None  # the run regex matched this very prefix
+    boring = _BORING_BYTES.match(last, prefix.end())
+    if boring is not None:
+        parser._pending = (last, parser.line_no, parser.last_time) if boring.group(1) is not None else None
+        return
+    parsed = from_prefix(last, prefix)
+    message = parsed.message
+    if len(message) > 6 and message[4] == ":" and message[5] == " ":
+        parser._pending = None  # what `feed` does with a hex-dump-like row
+    else:
+        parser._pending = (parsed, parser.line_no, parser.last_time)
+
+
+def _feed_lines(parser: LogParser, data: bytes, end: int) -> None:
+    """Feed data[:end], whole lines only (it ends with `\\n`)."""
+    fingerprint = parser.fingerprint
+    feed = parser.feed
+    files = frozenset(fingerprint.files)
+    run = _run_pattern(files).match
+    pos = 0
+    dirty = _dirty_line(data, 0, end)
+    while pos < end:
+        if pos > dirty:
+            dirty = _dirty_line(data, pos, end)
+        matched = run(data, pos, dirty)  # `(?:…)*` always matches, maybe empty
+        stop = matched.end() if matched is not None else pos
+        if stop > pos:
+            _skip(parser, data, pos, stop)
+            pos = stop
+            if pos >= end:
+                break
+        newline = data.find(b"\n", pos, end)
+        feed(data[pos:newline])
+        pos = newline + 1
+        if len(fingerprint.files) != len(files):
+            files = frozenset(fingerprint.files)
+            run = _run_pattern(files).match
+
+
+def feed_blocks(parser: LogParser, blocks: Iterable[bytes]) -> None:
+    """Feed a whole log given as consecutive binary blocks; same result as `feed` on every line."""
+    pending: list[bytes] = []  # the start of a line not ended yet
+    for block in blocks:
+        cut = block.rfind(b"\n") + 1
+        if not cut:
+            pending.append(block)
+            continue
+        data = b"".join([*pending, block]) if pending else block
+        cut += len(data) - len(block)
+        _feed_lines(parser, data, cut)
+        pending = [data[cut:]] if cut < len(data) else []
+    rest = b"".join(pending)
+    if rest:
+        parser.feed(rest)
