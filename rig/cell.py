@@ -53,7 +53,8 @@ SUITE_NAME = re.compile(r"\bTLS-[A-Z0-9]+(?:-[A-Z0-9]+)*-WITH-[A-Z0-9]+(?:-[A-Z0
 # AWS's own); a DUT that printed its CONNACK line and still has no event after this is a cloud-side
 # (events broker, subscription) problem, not worth waiting the rest of the cell's timeout for.
 CLOUD_CONFIRM_S = 15.0
-POLL_S = 0.1  # how often the live verdict is re-evaluated when the UART is quiet
+POLL_S = 0.1
+QUIET_S = 0.5  # UART silence that says the DUT printed everything from before the reset  # how often the live verdict is re-evaluated when the UART is quiet
 BUDGET_RTTS = 10  # round trips a healthy connect may take (TCP, TLS 1.2 with client auth, MQTT CONNECT)
 
 
@@ -227,9 +228,29 @@ class Attempt:
         # Subscribe before the reset: the first boot line must not be missed.
         self._lines = self.bench.subscribe()
         self._stack.callback(self._lines.close)
+        started = time.monotonic()
+        self._settle(self._lines)
+        self.result.seconds.settle = time.monotonic() - started
         self._reset_at = time.monotonic()
         self._reset_wall = time.time()
         self.bench.reset_dut()
+
+    def _settle(self, lines: LineSource) -> None:
+        """Wait (at most `timeouts.boot_s`) until the UART has been quiet for QUIET_S.
+
+        What the DUT printed before the reset may still be on its way when the reset is pulsed: the
+        boot that follows programming finishing its handshake, a UART buffer draining at the baud rate,
+        the reset command's own duration. Those lines must not be judged as this attempt's.
+        """
+        started = time.monotonic()
+        deadline = started + self.bench.config.timeouts.boot_s
+        drained, quiet = 0, False
+        while not quiet and time.monotonic() < deadline:
+            quiet = lines.get(timeout=QUIET_S) is None
+            drained += 0 if quiet else 1
+        self.bench.emit(
+            "uart_settled", lines=drained, quiet=quiet, seconds=round(time.monotonic() - started, 3)
+        )
 
     def watch(self) -> AttemptResult:
         """Feed the UART into the parser until the outcome is known; fill and return the result."""
@@ -239,17 +260,29 @@ class Attempt:
         stall_after = stall_after_s(timeouts, self.path)
         deadline = self._reset_at + timeouts.cell_s
         mqtt = re.compile(self.bench.config.dut.mqtt_connected)
+        banner = re.compile(self.bench.config.dut.banner_sha256)
+        booted = False  # the boot banner after the reset was seen: judge from there on
         parser = LogParser()
         self.result.parser = parser
         diagnosis: Diagnosis | None = None
         verdict = "timeout"
         for now, line in _lines_until(self._lines, deadline):
             if line is not None:
+                if found := banner.search(line.text):
+                    # The boot this reset caused: what came before it belongs to the previous boot.
+                    booted = True
+                    self._check_image(found)
+                    parser = LogParser()
+                    self.result.parser = parser
+                    self.result.mqtt_connected = False
+                    self._suite_seen = None
                 parser.feed(line.text, host_time=line.mono)
                 if mqtt.search(line.text):
                     self.result.mqtt_connected = True
                 if self._suite_seen is None and (suite := SUITE_NAME.search(line.text)):
                     self._suite_seen = suite.group(0)
+            if not booted and now - self._reset_at < timeouts.boot_s:
+                continue  # no banner yet: a DUT that prints one has not booted yet
             diagnosis = parser.verdict(now=now, stall_after=stall_after)
             if diagnosis.outcome in ("failed", "stalled"):
                 verdict = diagnosis.outcome
@@ -278,6 +311,16 @@ class Attempt:
             summary=self.result.summary,
         )
         return self.result
+
+    def _check_image(self, banner: re.Match[str]) -> None:
+        """The booting DUT's banner must name the image this attempt put on it."""
+        running = banner.group(1).lower() if banner.groups() and banner.group(1) else None
+        wanted = (self.result.image_sha256 or "").lower()
+        if running and wanted and running != wanted:
+            raise InfrastructureError(
+                f"{self.id}: the DUT booted image sha256 {running} but {wanted} ({self.variant.name}) was "
+                "programmed — check the programmer's verify and that the bench's DUT is the one programmed"
+            )
 
     def _confirm_with_cloud(self, deadline: float) -> None:
         assert self._reset_wall is not None

@@ -22,11 +22,15 @@ OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "error", "xfailed", "xpasse
 
 @dataclass
 class Seconds:
-    """Where an attempt's time went: programming, switching the path, reset until the verdict."""
+    """Where an attempt's time went: programming, switching the path, reset until the verdict.
+
+    `settle`: waiting, before the reset, for the UART to fall quiet (what the DUT printed earlier).
+    """
 
     program: float = 0.0
     path: float = 0.0
     reset_to_verdict: float = 0.0
+    settle: float = 0.0
 
 
 @dataclass

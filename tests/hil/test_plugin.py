@@ -190,7 +190,7 @@ def test_cells_jsonl_has_each_attempt_as_soon_as_it_ends(project: Project) -> No
     cells = project.cells()
     assert cells[0]["verdict"] == "completed" and cells[0]["programmed"] is True
     assert cells[1]["programmed"] is False  # already on the DUT
-    assert set(cells[0]["seconds"]) == {"program", "path", "reset_to_verdict"}
+    assert set(cells[0]["seconds"]) == {"program", "path", "reset_to_verdict", "settle"}
 
 
 def test_with_repeats_the_summary_gives_each_cells_pass_rate_and_flags_a_flaky_one(project: Project) -> None:

@@ -43,7 +43,7 @@ def test_cells_jsonl_holds_one_line_per_attempt_with_the_documented_fields(tmp_p
         "evidence",
     ):
         assert key in data
-    assert data["seconds"] == {"program": 12.5, "path": 1.25, "reset_to_verdict": 3.5}
+    assert data["seconds"] == {"program": 12.5, "path": 1.25, "reset_to_verdict": 3.5, "settle": 0.0}
     assert (tmp_path / "latest").resolve() == (tmp_path / "r1").resolve()
 
 
