@@ -38,6 +38,9 @@ def _in_block(pattern: bytes) -> bytes:
 
 # The lexer's own prefix, atomic: the message starts exactly where `feed` finds it.
 _PREFIX = b"(?>" + _in_block(PREFIXED_BYTES.pattern) + b")"
+# The usual prefix `file.c:N: |L| 0xPTR: ` with literals and few classes (much faster): when no
+# space follows it, it ends where the lexer's prefix ends; otherwise the general one decides.
+_FAST_PREFIX = rb"(?>:\d{1,6}: (?:\|\d\| |\[\d\] |<\d> )?(?:0x[0-9a-fA-F]{1,16}: |[0-9a-fA-F]{8,16}: )?)(?! )"
 # A file name ends at one of the characters that may follow it in a prefix.
 _NAME_END = rb"(?=[:(,\[ \t\r\f\v])"
 # `_BORING` (parser.py) inside a block, then the rest of the line.
@@ -59,20 +62,10 @@ def _run_pattern(files: frozenset[str]) -> re.Pattern[bytes]:
     names = sorted(files, key=len, reverse=True)
     known = b"|".join(re.escape(n.encode()) for n in names) or rb"(?!)"
     others = b"|".join(re.escape(n.encode()) for n in names if n != "ssl_tls.c") or rb"(?!)"
-    line = (
-        rb"(?:(?=(?:"
-        + known
-        + rb")"
-        + _NAME_END
-        + rb")"
-        + _PREFIX
-        + rb"(?:"
-        + _QUIET
-        + b"|"
-        + _WORDLESS
-        + rb")"
-        rb"|(?=(?:" + others + rb")" + _NAME_END + rb")" + _PREFIX + _FETCH + rb")\n"
-    )
+    fast = b"(?:" + known + b")" + _FAST_PREFIX
+    general = b"(?=(?:" + known + b")" + _NAME_END + b")" + _PREFIX
+    fetch = b"(?=(?:" + others + b")" + _NAME_END + b")" + _PREFIX + _FETCH
+    line = b"(?:(?:" + fast + b"|" + general + b")(?:" + _QUIET + b"|" + _WORDLESS + b")|" + fetch + b")\n"
     return re.compile(b"(?:" + line + b")*")
 
 
