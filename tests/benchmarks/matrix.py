@@ -5,10 +5,12 @@ Runs the whole matrix (`pytest tests_hil`) on a bench once, as a user would, and
 after, if this script started it, so its start-up is reported apart. Prints:
 
 - the matrix's wall time (the pytest process, start to exit);
-- the sums over all attempts of `seconds.program`, `seconds.path` and `seconds.reset_to_verdict`
-  (waiting on the DUT: boot, handshake, the stall detector's wait);
-- the harness's own overhead: wall time minus those three, as a share of the wall time — pytest and
-  plugin start, collection, bench lease and preflight, evidence, charts, reports, restore.
+- the sums over all attempts of `seconds.program`, `seconds.path`, `seconds.reset_to_verdict`
+  (waiting on the DUT: boot, handshake, the stall detector's wait) and `seconds.settle` (the UART
+  falling quiet before each reset);
+- the harness's own overhead: wall time minus those four, as a share of the wall time — pytest and
+  plugin start, collection, bench lease and preflight, capture start/stop, evidence, charts, reports,
+  restore.
 
 Run: `make bench-matrix` (BENCH=benches/<yours>.yaml for a real bench).
 """
@@ -62,9 +64,12 @@ def main() -> int:
     program = sum(r.seconds.program for r in records)
     path = sum(r.seconds.path for r in records)
     dut = sum(r.seconds.reset_to_verdict for r in records)
-    overhead = wall - program - path - dut
+    settle = sum(r.seconds.settle for r in records)
+    overhead = wall - program - path - dut - settle
     programmed = sum(r.programmed for r in records)
-    print(f"bench {bench.name}: {len(records)} attempts, {programmed} programmings, pytest exit {done.returncode}")
+    print(
+        f"bench {bench.name}: {len(records)} attempts, {programmed} programmings, pytest exit {done.returncode}"
+    )
     if provided:
         print(f"  bench start-up (provider, not in the wall time)  {up_seconds:7.1f} s")
     print(f"  matrix wall time                                 {wall:7.1f} s   100.0 %")
@@ -72,6 +77,7 @@ def main() -> int:
         ("programming", program),
         ("path switching", path),
         ("waiting on the DUT (reset to verdict)", dut),
+        ("letting the UART fall quiet before each reset", settle),
         ("harness overhead (the rest)", overhead),
     ):
         print(f"  {label:<48} {seconds:7.1f} s  {100 * seconds / wall:6.1f} %")
