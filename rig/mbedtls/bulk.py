@@ -59,14 +59,24 @@ _FETCH = rb"=> fetch input[^\n]*"
 @lru_cache(maxsize=32)
 def _run_pattern(files: frozenset[str]) -> re.Pattern[bytes]:
     """A regex matching a run (maybe empty) of skippable lines, each with its `\\n`."""
+
+    def prefix(names: list[str]) -> bytes:
+        alternatives = b"(?:" + b"|".join(re.escape(n.encode()) for n in names) + b")"
+        # Atomic: when the fast prefix matched, the general one would end at the same place.
+        return (
+            b"(?>" + alternatives + _FAST_PREFIX + b"|(?=" + alternatives + _NAME_END + b")" + _PREFIX + b")"
+        )
+
     names = sorted(files, key=len, reverse=True)
-    known = b"|".join(re.escape(n.encode()) for n in names) or rb"(?!)"
-    others = b"|".join(re.escape(n.encode()) for n in names if n != "ssl_tls.c") or rb"(?!)"
-    fast = b"(?:" + known + b")" + _FAST_PREFIX
-    general = b"(?=(?:" + known + b")" + _NAME_END + b")" + _PREFIX
-    fetch = b"(?=(?:" + others + b")" + _NAME_END + b")" + _PREFIX + _FETCH
-    line = b"(?:(?:" + fast + b"|" + general + b")(?:" + _QUIET + b"|" + _WORDLESS + b")|" + fetch + b")\n"
-    return re.compile(b"(?:" + line + b")*")
+    others = [n for n in names if n != "ssl_tls.c"]
+    lines = []
+    if others:
+        lines.append(prefix(others) + b"(?:" + _QUIET + b"|" + _WORDLESS + b"|" + _FETCH + b")")
+    if "ssl_tls.c" in files:
+        lines.append(prefix(["ssl_tls.c"]) + b"(?:" + _QUIET + b"|" + _WORDLESS + b")")
+    if not lines:
+        return re.compile(b"")
+    return re.compile(b"(?:(?:" + b"|".join(lines) + b")\n)*")
 
 
 def _dirty_line(data: bytes, start: int, end: int) -> int:
