@@ -89,13 +89,8 @@ def _dirty_line(data: bytes, start: int, end: int) -> int:
     return data.rfind(b"\n", start, min(hits)) + 1 if min(hits) > start else start
 
 
-def _skip(parser: LogParser, data: bytes, start: int, end: int) -> None:
-    """Count the skipped lines data[start:end] (whole lines) and leave `_pending` as `feed` would."""
-    n = data.count(b"\n", start, end)
-    parser.line_no += n
-    counts = parser.counts
-    counts["lines"] += n
-    counts["mbedtls"] += n
+def _settle_pending(parser: LogParser, data: bytes, start: int, end: int) -> None:
+    """Leave `_pending` as `feed` would after the skipped lines data[start:end] (their last line)."""
     begin = data.rfind(b"\n", start, end - 1)
     last = data[begin + 1 if begin >= 0 else start : end - 1]
     prefix = PREFIXED_BYTES.match(last)
@@ -113,9 +108,17 @@ def _skip(parser: LogParser, data: bytes, start: int, end: int) -> None:
 
 
 def _feed_lines(parser: LogParser, data: bytes, end: int) -> None:
-    """Feed data[:end], whole lines only (it ends with `\\n`)."""
+    """Feed data[:end], whole lines only (it ends with `\\n`).
+
+    After a skipped run `_pending` is only settled when the next line may read it: `feed` overwrites
+    it unread for a line with the file:line prefix and no ESC or NUL (an Mbed TLS line).
+    """
     fingerprint = parser.fingerprint
     feed = parser.feed
+    counts = parser.counts
+    prefixed = PREFIXED_BYTES.match
+    count = data.count
+    find = data.find
     files = frozenset(fingerprint.files)
     run = _run_pattern(files).match
     pos = 0
@@ -125,13 +128,21 @@ def _feed_lines(parser: LogParser, data: bytes, end: int) -> None:
             dirty = _dirty_line(data, pos, end)
         matched = run(data, pos, dirty)  # `(?:…)*` always matches, maybe empty
         stop = matched.end() if matched is not None else pos
+        newline = find(b"\n", stop, end)
         if stop > pos:
-            _skip(parser, data, pos, stop)
-            pos = stop
-            if pos >= end:
-                break
-        newline = data.find(b"\n", pos, end)
-        feed(data[pos:newline])
+            n = count(b"\n", pos, stop)
+            parser.line_no += n
+            counts["lines"] += n
+            counts["mbedtls"] += n
+            if newline < 0:
+                _settle_pending(parser, data, pos, stop)
+                return
+            line = data[stop:newline]
+            if stop == dirty or prefixed(line) is None:
+                _settle_pending(parser, data, pos, stop)
+        else:
+            line = data[pos:newline]
+        feed(line)
         pos = newline + 1
         if len(fingerprint.files) != len(files):
             files = frozenset(fingerprint.files)
