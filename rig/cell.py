@@ -215,6 +215,11 @@ class Attempt:
         folder = self.result.folder
         self.bench.attach(folder)
         self.bench.emit("attempt_started", cell=self.id, attempt=self.result.attempt)
+        # Subscribed from the start: the UART's quiet before the reset is then measured across the
+        # programming and the path switch, and the first boot line after the reset cannot be missed.
+        self._lines = lines = self.bench.subscribe()
+        self._stack.callback(lines.close)
+        subscribed = time.monotonic()
         started = time.monotonic()
         program = self.bench.ensure_image(self.variant, folder / files.PROGRAMMER_DIR)
         self.result.seconds.program = time.monotonic() - started
@@ -225,29 +230,30 @@ class Attempt:
         self.result.seconds.path = time.monotonic() - started
         if self.bench.config.capture is not None:
             self._stack.enter_context(self.bench.capture(folder / files.CAPTURE))
-        # Subscribe before the reset: the first boot line must not be missed.
-        self._lines = self.bench.subscribe()
-        self._stack.callback(self._lines.close)
         started = time.monotonic()
-        self._settle(self._lines)
+        self._settle(lines, subscribed)
         self.result.seconds.settle = time.monotonic() - started
         self._reset_at = time.monotonic()
         self._reset_wall = time.time()
         self.bench.reset_dut()
 
-    def _settle(self, lines: LineSource) -> None:
+    def _settle(self, lines: LineSource, since: float) -> None:
         """Wait (at most `timeouts.boot_s`) until the UART has been quiet for QUIET_S.
 
         What the DUT printed before the reset may still be on its way when the reset is pulsed: the
         boot that follows programming finishing its handshake, a UART buffer draining at the baud rate,
-        the reset command's own duration. Those lines must not be judged as this attempt's.
+        the reset command's own duration. Those lines must not be judged as this attempt's. `since` is
+        when the subscription started: silence before that is unknown.
         """
         started = time.monotonic()
         deadline = started + self.bench.config.timeouts.boot_s
-        drained, quiet = 0, False
+        last, drained, quiet = since, 0, False
         while not quiet and time.monotonic() < deadline:
-            quiet = lines.get(timeout=QUIET_S) is None
-            drained += 0 if quiet else 1
+            wait = last + QUIET_S - time.monotonic()
+            if wait <= 0:
+                quiet = True
+            elif (line := lines.get(timeout=max(0.0, min(wait, deadline - time.monotonic())))) is not None:
+                last, drained = line.mono, drained + 1
         self.bench.emit(
             "uart_settled", lines=drained, quiet=quiet, seconds=round(time.monotonic() - started, 3)
         )
