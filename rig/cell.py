@@ -16,7 +16,13 @@ TLS 1.2 handshake the client waits for input at most one round trip plus the ser
 (ServerHello flight, then the server's ChangeCipherSpec/Finished), so the longest healthy silence is
 about 1 RTT + ~1 s of server and DUT processing. With the defaults (6 s + 6 RTT) a 2 s RTT path gives
 18 s — nine times the RTT and far above any healthy wait — while the incident's satellite path (600 ms)
-is judged stalled after 9.6 s instead of the firmware's own 60 s read timeout.
+is judged stalled after 9.6 s instead of the firmware's own 60 s read timeout. (Measured on a recorded
+sim handshake stretched to 2 s RTT: the longest wait for input is 2.6 s, 14 % of stall_after.)
+
+Only the boot this attempt's reset caused is judged: the UART must have been quiet for QUIET_S before
+the reset (lines of an earlier boot still on their way are drained), and judging starts at the boot
+banner (`dut.banner_sha256`), whose image sha256 must be the programmed one; a DUT that prints no banner
+is judged from the reset on once `timeouts.boot_s` has passed.
 
 Bench problems (programmer, UART, router, cloud) raise `InfrastructureError`; they are never turned into
 a verdict. A firmware verdict other than completed becomes `HandshakeFailed` (a `FirmwareFailure` whose
