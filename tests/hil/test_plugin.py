@@ -208,3 +208,24 @@ def test_with_repeats_the_summary_gives_each_cells_pass_rate_and_flags_a_flaky_o
     summary = json.loads((runs[0] / "summary.json").read_text())
     rates = {(c["path"], c["pass_rate"], c["flaky"]) for c in summary["cells"]}
     assert rates == {("landline", 1.0, False), ("satellite", 2 / 3, True)}
+
+
+def test_lines_of_the_previous_boot_arriving_after_the_reset_are_not_judged(project: Project) -> None:
+    project.variant("tcp-rx-1024")
+    # A previous session's completion and CONNACK still on their way, then this reset's boot, which stalls.
+    project.scripts('{"tcp-rx-1024": Script(COMPLETED[1:] + STALLED_AT_12)}')
+    result = project.run("--paths", "satellite")
+    result.assert_outcomes(failed=1)
+    (cell,) = project.cells()
+    assert (cell["verdict"], cell["last_state"]) == ("stalled", "SERVER_CHANGE_CIPHER_SPEC")
+
+
+def test_a_dut_booting_another_image_than_the_one_programmed_is_a_bench_problem(project: Project) -> None:
+    project.variant("tcp-rx-1024")
+    other = '["[hub] boot image sha256=" + "ab" * 32] + COMPLETED[1:]'
+    project.scripts('{"tcp-rx-1024": Script(' + other + ")}")
+    result = project.run("--paths", "landline")
+    result.assert_outcomes(errors=1)
+    error = project.cells()[-1]["error"]
+    assert isinstance(error, str)
+    assert error.startswith(f"tcp-rx-1024-landline: the DUT booted image sha256 {'ab' * 32} but {'0' * 64}")
