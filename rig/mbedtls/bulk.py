@@ -99,7 +99,9 @@ def _settle_pending(parser: LogParser, data: bytes, start: int, end: int) -> Non
     begin = data.rfind(b"\n", start, end - 1)
     last = data[begin + 1 if begin >= 0 else start : end - 1]
     prefix = PREFIXED_BYTES.match(last)
-    assert prefix is not None  # the run regex matched this very prefix
+    if prefix is None:  # cannot happen (the run regex matched this very prefix); a join splits it then
+        parser._pending = (last, parser.line_no, parser.last_time)
+        return
     boring = _BORING_BYTES.match(last, prefix.end())
     if boring is not None:
         parser._pending = (last, parser.line_no, parser.last_time) if boring.group(1) is not None else None

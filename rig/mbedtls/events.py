@@ -121,7 +121,11 @@ def parse_count(decimal: str, hexa: str | None) -> int | None:
 
 
 def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
-    """What a bare Mbed TLS message means, or None when it carries nothing the diagnosis uses."""
+    """What a bare Mbed TLS message means, or None when it carries nothing the diagnosis uses.
+
+    The bulk reader (bulk.py, `_WORDLESS`) skips messages holding none of the words tested here:
+    a new word here goes there too (tests/mbedtls/test_bulk.py compares both readers).
+    """
     head = message[:3]
     if head == "=> " or head == "<= ":
         rest = message[3:]
