@@ -1,7 +1,8 @@
 """`rig gate VARIANT`: the release gate — run one variant on every path N times and say if it ships.
 
 The gate runs the same attempts as the HIL matrix (`rig.matrix.Cell`: image, path, reset, live verdict,
-one retry for a bench problem) without pytest, writes the evidence and `cells.jsonl` into
+one retry for a bench problem) without pytest, writes the evidence (with a failing attempt's timeline
+chart and diff against a passing one) and `cells.jsonl` into
 `RESULTS/<run-id>/`, then `gate.json` (variant, image sha256, bench, per-path results, verdict,
 reasons), and exits 0 (releasable), 1 (the firmware fails a path) or 3 (could not be judged: a bench
 problem). A variant whose file says `release: false` is refused (exit 2) before the bench is touched.
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from rig.config import DEFAULT_BENCH, Loaded, VariantConfig, load_bench, load_variant
 from rig.errors import ConfigError, InfrastructureError
-from rig.matrix import AttemptCounter, Cell, expected_outcome, order_cells, plan
+from rig.matrix import AttemptCounter, Cell, Comparisons, expected_outcome, order_cells, plan
 from rig.programmers import image_sha256
 from rig.report.evidence import RunFolder
 from rig.report.gate import GateReport, judge
@@ -53,6 +54,7 @@ def run_gate(
         {"kind": "gate", "variant": variant.model.name, "bench": str(bench_path), "repeat": repeat}
     )
     counter = AttemptCounter()
+    comparisons = Comparisons()
     image = variant.model.image.hex
     image_sha = image_sha256(image) if image.is_file() else None
     stopped: str | None = None
@@ -76,6 +78,7 @@ def run_gate(
                     err_console.print(f"[magenta]error:[/] {spec.id}: {exc}")
                     break
                 image_sha = result.image_sha256 or image_sha
+                comparisons.add(result)  # a failing attempt gets its timeline chart and diff
                 record = cell.write_record(expected_outcome(spec, result, infrastructure=False))
                 style = "green" if result.completed else "bold red"
                 console.print(

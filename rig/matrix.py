@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from rig.cell import Attempt, AttemptResult, CellBench, stall_after_s, time_budget_s
 from rig.config import Expectation, Loaded, VariantConfig
 from rig.errors import InfrastructureError
+from rig.report.comparison import Side, write_comparison
 from rig.report.evidence import RunFolder
 from rig.report.records import AttemptRecord, Outcome, cell_id
 
@@ -204,6 +206,54 @@ class Cell:
         """Finish the current attempt (capture, subscription, diagnosis.json); safe to call twice."""
         if self.attempt is not None:
             self.attempt.close()
+
+
+class Comparisons:
+    """A failing attempt compared with the run's passing attempt of the same variant (chart and diff).
+
+    When the failing attempt comes first, it gets a one-sided chart at once and the comparison as soon
+    as a passing attempt of its variant arrives; `add` then returns what it wrote, with a title.
+    """
+
+    def __init__(self) -> None:
+        self.passing: dict[str, AttemptResult] = {}  # variant → its first completed attempt
+        self.waiting: dict[str, list[AttemptResult]] = {}  # variant → failing attempts without one
+
+    def add(self, result: AttemptResult) -> list[tuple[str, list[Path]]]:
+        """Take a finished attempt; returns (title, files) of comparisons written late because of it."""
+        if result.parser is None or result.verdict in ("error", "not run"):
+            return []
+        if result.completed:
+            self.passing.setdefault(result.variant, result)
+            late = []
+            for failing in self.waiting.pop(result.variant, []):
+                title = f"{cell_id(failing.variant, failing.path)} attempt {failing.attempt} vs this"
+                late.append((title, _compare(failing, result)))
+            return late
+        reference = self.passing.get(result.variant)
+        _compare(result, reference)
+        if reference is None:
+            self.waiting.setdefault(result.variant, []).append(result)
+        return []
+
+
+def _compare(failing: AttemptResult, reference: AttemptResult | None) -> list[Path]:
+    title = f"{failing.variant}: {failing.path} ({failing.verdict}) beside " + (
+        f"{reference.path} (completed)" if reference is not None else "no passing attempt in this run (yet)"
+    )
+    return write_comparison(
+        failing.folder, _side(failing), _side(reference) if reference is not None else None, title=title
+    )
+
+
+def _side(result: AttemptResult) -> Side:
+    assert result.parser is not None
+    label = f"{cell_id(result.variant, result.path)} attempt {result.attempt}"
+    verdict = result.verdict
+    if not result.completed and result.last_state:
+        verdict += f" at {result.last_state}"
+    verdict += f" after {result.seconds.reset_to_verdict:.1f} s"
+    return Side(label, result.parser.trace, verdict, result.verdict_time)
 
 
 class AttemptCounter:

@@ -30,14 +30,13 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from rig.cell import AttemptResult, CellBench, failure_type
+from rig.cell import CellBench, failure_type
 from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_bench, load_variants
 from rig.errors import ConfigError, InfrastructureError
-from rig.matrix import AttemptCounter, Cell, CellSpec, order_cells, plan
+from rig.matrix import AttemptCounter, Cell, CellSpec, Comparisons, order_cells, plan
 from rig.report.attachments import attach_attempt, attach_files, label_cell
-from rig.report.comparison import Side, write_comparison
 from rig.report.evidence import RunFolder, write_json
-from rig.report.records import Outcome, cell_id
+from rig.report.records import Outcome
 from rig.report.table import flaky_cells, matrix_table, summarize
 
 BenchFactory = Callable[[Path, pytest.Config], AbstractContextManager[CellBench]]
@@ -54,8 +53,7 @@ class RigState:
     results: Path
     run: RunFolder | None = None
     counter: AttemptCounter = field(default_factory=AttemptCounter)
-    passing: dict[str, AttemptResult] = field(default_factory=dict)  # variant → a completed attempt
-    waiting: dict[str, list[AttemptResult]] = field(default_factory=dict)  # failing, no reference yet
+    comparisons: Comparisons = field(default_factory=Comparisons)
 
     def run_folder(self) -> RunFolder:
         if self.run is None:
@@ -306,46 +304,12 @@ def _outcome(report: pytest.TestReport, infrastructure: bool) -> Outcome:
 
 
 def _add_comparison(state: RigState, the_cell: Cell) -> None:
-    """A failing attempt gets the timeline chart and the diff beside the run's passing one.
-
-    When the failing attempt runs before any passing attempt of its variant, it gets a one-sided
-    chart now; the comparison is written into its folder (and attached to the passing test) as soon
-    as a passing attempt of the variant comes.
-    """
+    """Chart and diff for a failing attempt; late comparisons are attached to this (passing) test."""
     result = the_cell.result
-    if result is None or result.parser is None or result.verdict in ("error", "not run"):
+    if result is None:
         return
-    if result.completed:
-        state.passing.setdefault(result.variant, result)
-        for failing in state.waiting.pop(result.variant, []):
-            written = _compare(failing, result)
-            attach_files(
-                written, f"{cell_id(failing.variant, failing.path)} attempt {failing.attempt} vs this"
-            )
-        return
-    reference = state.passing.get(result.variant)
-    _compare(result, reference)
-    if reference is None:
-        state.waiting.setdefault(result.variant, []).append(result)
-
-
-def _compare(failing: AttemptResult, reference: AttemptResult | None) -> list[Path]:
-    title = f"{failing.variant}: {failing.path} ({failing.verdict}) beside " + (
-        f"{reference.path} (completed)" if reference is not None else "no passing attempt in this run (yet)"
-    )
-    return write_comparison(
-        failing.folder, _side(failing), _side(reference) if reference is not None else None, title=title
-    )
-
-
-def _side(result: AttemptResult) -> Side:
-    assert result.parser is not None
-    label = f"{cell_id(result.variant, result.path)} attempt {result.attempt}"
-    verdict = result.verdict
-    if not result.completed and result.last_state:
-        verdict += f" at {result.last_state}"
-    verdict += f" after {result.seconds.reset_to_verdict:.1f} s"
-    return Side(label, result.parser.trace, verdict, result.verdict_time)
+    for title, written in state.comparisons.add(result):
+        attach_files(written, title)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
