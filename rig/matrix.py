@@ -53,6 +53,9 @@ class CellSpec:
     def expectation(self) -> Expectation:
         return self.variant.model.expectation(self.path)
 
+    def __repr__(self) -> str:  # shown as the test's parameter (pytest -v, allure)
+        return self.id
+
 
 T = TypeVar("T")
 
