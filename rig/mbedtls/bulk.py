@@ -10,11 +10,12 @@ run is looked at in Python (a hard-wrapped message may continue after it). Every
 state, a read, a record, an error, an application line, garbage) goes through `LogParser.feed`,
 the same per-line code as the live path.
 
-A skipped line is one `feed` would treat as an Mbed TLS line with no event: it starts with the
-`file.c:N:` prefix of a source file the version fingerprint has already seen (the regex is rebuilt
-when a new file appears), has no ANSI escape or NUL byte, and its message (from where the lexer's
-prefix ends) is a quiet line of the parser or starts with none of `=> `, `<= `, `in_left`,
-`handshake: done`, `timeout` and contains none of the words `classify` looks for.
+A skipped line is an empty line not followed by another (a blank), or one `feed` would treat as
+an Mbed TLS line with no event: it starts with the `file.c:N:` prefix of a source file the version
+fingerprint has already seen (the regex is rebuilt when a new file appears), has no ANSI escape or
+NUL byte, and its message (from where the lexer's prefix ends) is a quiet line of the parser or
+starts with none of `=> `, `<= `, `in_left`, `handshake: done`, `timeout` and contains none of
+the words `classify` looks for. Lines with a timestamp before the prefix are all fed one by one.
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ def _run_pattern(files: frozenset[str]) -> re.Pattern[bytes]:
     if "ssl_tls.c" in files:
         lines.append(prefix(["ssl_tls.c"]) + b"(?:" + _QUIET + b"|" + _WORDLESS + b")")
     if not lines:
-        return re.compile(b"")
+        return re.compile(b"")  # no file seen yet: nothing can be skipped
     # No capturing groups and possessive repeats: no state to keep per line (a quarter faster).
-    pattern = b"(?:(?:" + b"|".join(lines) + b")\n)*+"
+    # An empty line (blank) is skipped too when the next line is not empty: then `\n\n` counts them.
+    pattern = b"(?:(?:" + b"|".join(lines) + b")\n|\n(?!\n))*+"
     pattern = re.sub(rb"(?<!\\)\((?!\?)", b"(?:", pattern).replace(rb"[^\n]*", rb"[^\n]*+")
     compiled = re.compile(pattern)
     assert compiled.groups == 0
@@ -98,6 +100,9 @@ def _settle_pending(parser: LogParser, data: bytes, start: int, end: int) -> Non
     """Leave `_pending` as `feed` would after the skipped lines data[start:end] (their last line)."""
     begin = data.rfind(b"\n", start, end - 1)
     last = data[begin + 1 if begin >= 0 else start : end - 1]
+    if not last:
+        parser._pending = None  # an empty line (blank)
+        return
     prefix = PREFIXED_BYTES.match(last)
     if prefix is None:  # cannot happen (the run regex matched this very prefix); a join splits it then
         parser._pending = (last, parser.line_no, parser.last_time)
@@ -138,9 +143,12 @@ def _feed_lines(parser: LogParser, data: bytes, end: int) -> None:
         newline = find(b"\n", stop, end)
         if stop > pos:
             n = count(b"\n", pos, stop)
+            # data[pos - 1] ends the line before: each `\n\n` is an empty line (never two in a row).
+            blank = count(b"\n\n", pos - 1, stop) if pos else count(b"\n\n", 0, stop) + (data[0] == 10)
             parser.line_no += n
             counts["lines"] += n
-            counts["mbedtls"] += n
+            counts["mbedtls"] += n - blank
+            counts["blank"] += blank
             if newline < 0:
                 _settle_pending(parser, data, pos, stop)
                 return

@@ -70,6 +70,16 @@ def test_hard_wrapped_messages_are_joined_the_same_way_in_bulk(fraction: float) 
     assert _state(_bulk(data, 1 << 22)) == _state(_line_by_line(data))
 
 
+@pytest.mark.parametrize("block", [1 << 22, 97])
+@pytest.mark.parametrize("blanks", [b"", b"\n", b"\r", b" "])
+def test_blank_lines_after_each_entry_are_counted_the_same_way_in_bulk(block: int, blanks: bytes) -> None:
+    lines = LOG_BYTES["mbedtls-2.28-complete-level4.log"].splitlines()
+    data = b"\n" + b"".join(line + b"\n" + blanks + b"\n" for line in lines)
+    bulk = _bulk(data, block)
+    assert bulk.counts["blank"] == len(lines) * (2 if blanks == b"\n" else 1) + 1
+    assert _state(bulk) == _state(_line_by_line(data))
+
+
 def test_a_216_log_with_fetch_input_in_ssl_tls_c_is_fingerprinted_the_same_way_in_bulk() -> None:
     data = LOG_BYTES["mbedtls-2.28-complete-level4.log"].replace(b"ssl_msg.c", b"ssl_tls.c")
     bulk = _bulk(data, 1 << 22)
