@@ -14,6 +14,7 @@ import logging
 import shutil
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,7 @@ class AttemptFailed(Exception):
         self.retry = retry
 
 
-class CommandLineProgrammer:
+class CommandLineProgrammer(ABC):
     """A programmer driven through a command-line tool; subclasses say how to call it and read it."""
 
     name = "programmer"
@@ -128,11 +129,13 @@ class CommandLineProgrammer:
 
     # -- what a tool module provides
 
+    @abstractmethod
     def program_argv(self, image: Path, out_dir: Path) -> list[str]:
-        raise NotImplementedError
+        """The tool's command line that programs and verifies `image`."""
 
+    @abstractmethod
     def reset_argv(self, out_dir: Path) -> list[str]:
-        raise NotImplementedError
+        """The tool's command line that resets the target and lets it run."""
 
     # -- shared behaviour
 
