@@ -176,35 +176,49 @@ class LineStream:
             self._flush(mono, wall)
 
     def take(self, data: bytes, mono: float, wall: float) -> None:
-        """Raw bytes to disk first, then lines to the file and the subscribers."""
+        """Raw bytes to disk first, then lines to the file, then to the subscribers.
+
+        Subscribers get a chunk's lines only once `uart.jsonl` holds them: whoever reacts to a line
+        (an `expect()`, the live verdict) can rely on the evidence being on disk already.
+        """
         with self._lock:
             self.bytes_read += len(data)
             rec = self._recording
             if rec is not None:
                 rec.raw.write(data)
+            lines: list[UartLine] = []
             start = 0
             while True:
                 end = data.find(b"\n", start)
                 if end < 0:
                     break
                 self._pending += data[start : end + 1]
-                self._emit(mono, wall)
+                lines.append(self._emit(mono, wall))
                 start = end + 1
             self._pending += data[start:]
             while len(self._pending) >= MAX_LINE_BYTES:
                 rest = self._pending[MAX_LINE_BYTES:]
                 del self._pending[MAX_LINE_BYTES:]
-                self._emit(mono, wall)
+                lines.append(self._emit(mono, wall))
                 self._pending += rest
             if rec is not None:
                 rec.offset += len(data)
                 rec.jsonl.flush()
+            self._deliver(lines)
+
+    def _deliver(self, lines: list[UartLine]) -> None:
+        for line in lines:
+            for sub in self._subscribers:
+                sub._put(line)
 
     def _flush(self, mono: float, wall: float) -> None:
         if self._pending:
-            self._emit(mono, wall)
+            line = self._emit(mono, wall)
+            if self._recording is not None:
+                self._recording.jsonl.flush()
+            self._deliver([line])
 
-    def _emit(self, mono: float, wall: float) -> None:
+    def _emit(self, mono: float, wall: float) -> UartLine:
         raw = bytes(self._pending)
         self._pending.clear()
         text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -219,5 +233,4 @@ class LineStream:
                 f'{{"mono": {mono!r}, "wall": {wall!r}, "offset": {line.offset}, '
                 f'"text": {encode_basestring_ascii(text)}}}\n'
             )
-        for sub in self._subscribers:
-            sub._put(line)
+        return line
