@@ -19,6 +19,32 @@ from rig.programmers.commandline import CommandLineProgrammer, Marker
 SUCCESS = (Marker("Programming/Verify complete"), Marker("Program Succeeded"))
 RESET_SUCCESS = (Marker("Operation Succeeded"),)
 
+# Messages of MPLAB's tool layer, which IPE and MDB share (rig.programmers.mdb uses them too).
+TARGET_NOT_FOUND = Marker(
+    "Target device was not found",
+    "the programmer found no target (could not detect VDD) — check that the hub is powered and "
+    "the ICSP cable is seated",
+    retry=True,
+)
+CONNECTION_FAILED = Marker(
+    "Connection Failed",
+    "the programmer's connection failed — a wedged tool needs a USB replug; close MPLAB X or IPE "
+    "if one of them holds the tool",
+    retry=True,
+)
+INVALID_DEVICE_ID = Marker(
+    "Invalid Device ID",
+    "the target answered with an invalid device ID — check the ICSP wiring and that dut.part "
+    "({part}) is the hub's part",
+    retry=True,
+)
+VERIFY_FAILED = Marker(
+    "Verify failed",
+    "verification failed: the flash does not hold the image — check the hub's supply voltage, "
+    "then program again",
+)
+HEX_UNREADABLE = Marker("could not be read", "the tool could not read the HEX file ({tail})")
+
 # Checked in this order; the first that appears names the problem.
 FAILURES = (
     Marker(
@@ -27,40 +53,21 @@ FAILURES = (
         "serial number (`ipecmd -T` lists attached tools) and the USB permissions (udev rules or root)",
         retry=True,
     ),
-    Marker(
-        "Target device was not found",
-        "the programmer found no target (could not detect VDD) — check that the hub is powered and "
-        "the ICSP cable is seated",
-        retry=True,
-    ),
-    Marker(
-        "Connection Failed",
-        "the programmer's connection failed — a wedged tool needs a USB replug; close MPLAB X or IPE "
-        "if one of them holds the tool",
-        retry=True,
-    ),
+    TARGET_NOT_FOUND,
+    CONNECTION_FAILED,
     Marker(
         "Wait for current operation to complete",
         "the tool is busy with another operation — stop other IPE sessions; stale IPE server state "
         "lives in ~/.mchp_ipe/",
         retry=True,
     ),
-    Marker(
-        "Invalid Device ID",
-        "the target answered with an invalid device ID — check the ICSP wiring and that dut.part "
-        "({part}) is the hub's part",
-        retry=True,
-    ),
+    INVALID_DEVICE_ID,
     Marker(
         "does not match expected Device ID",
         "the target is not the part the bench file names — check dut.part ({part}): {tail}",
     ),
-    Marker(
-        "Verify failed",
-        "verification failed: the flash does not hold the image — check the hub's supply voltage, "
-        "then program again",
-    ),
-    Marker("could not be read", "the tool could not read the HEX file ({tail})"),
+    VERIFY_FAILED,
+    HEX_UNREADABLE,
     Marker("Operation Failed", "the tool reported a failure: {tail}"),
 )
 

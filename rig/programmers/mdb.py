@@ -16,35 +16,25 @@ import re
 from pathlib import Path
 
 from rig.programmers.commandline import AttemptFailed, CommandLineProgrammer, Marker, first_failure
+from rig.programmers.ipecmd import (
+    CONNECTION_FAILED,
+    HEX_UNREADABLE,
+    INVALID_DEVICE_ID,
+    TARGET_NOT_FOUND,
+    VERIFY_FAILED,
+)
 
 SUCCESS = (Marker("Program succeeded"), Marker("Programming/Verify complete"))
 RESET_DONE = "rig: reset sent"
 RESET_SUCCESS = (Marker(RESET_DONE),)
 
 FAILURES = (
-    Marker(
-        "Target device was not found",
-        "the programmer found no target — check that the hub is powered and the ICSP cable is seated",
-        retry=True,
-    ),
-    Marker(
-        "Connection Failed",
-        "the programmer's connection failed — a wedged tool needs a USB replug; close MPLAB X or IPE "
-        "if one of them holds the tool",
-        retry=True,
-    ),
-    Marker(
-        "Invalid Device ID",
-        "the target answered with an invalid device ID — check the ICSP wiring and that dut.part "
-        "({part}) is the hub's part",
-        retry=True,
-    ),
-    Marker(
-        "Verify failed",
-        "verification failed: the flash does not hold the image — check the hub's supply voltage",
-    ),
+    TARGET_NOT_FOUND,
+    CONNECTION_FAILED,
+    INVALID_DEVICE_ID,
+    VERIFY_FAILED,
     Marker("Programming failed", "the tool reported a programming failure: {tail}"),
-    Marker("could not be read", "the tool could not read the HEX file ({tail})"),
+    HEX_UNREADABLE,
 )
 
 _TOOL_LINE = re.compile(r"^\s*(?P<index>\d+)\s+(?P<name>.*?)\s*\((?P<serial>[^)]+)\)\s*$", re.MULTILINE)
