@@ -59,8 +59,8 @@ SUITE_NAME = re.compile(r"\bTLS-[A-Z0-9]+(?:-[A-Z0-9]+)*-WITH-[A-Z0-9]+(?:-[A-Z0
 # AWS's own); a DUT that printed its CONNACK line and still has no event after this is a cloud-side
 # (events broker, subscription) problem, not worth waiting the rest of the cell's timeout for.
 CLOUD_CONFIRM_S = 15.0
-POLL_S = 0.1
-QUIET_S = 0.5  # UART silence that says the DUT printed everything from before the reset  # how often the live verdict is re-evaluated when the UART is quiet
+POLL_S = 0.1  # how often the live verdict is re-evaluated while the UART is quiet
+QUIET_S = 0.5  # UART silence that says the DUT printed everything from before the reset
 BUDGET_RTTS = 10  # round trips a healthy connect may take (TCP, TLS 1.2 with client auth, MQTT CONNECT)
 
 
@@ -255,11 +255,16 @@ class Attempt:
         deadline = started + self.bench.config.timeouts.boot_s
         last, drained, quiet = since, 0, False
         while not quiet and time.monotonic() < deadline:
+            # Lines already queued are from before the reset whatever their age: take them all first,
+            # or the first of them would be judged as the new boot's (an old image's banner, say).
+            if (line := lines.get(timeout=0.0)) is not None:
+                last, drained = max(last, line.mono), drained + 1
+                continue
             wait = last + QUIET_S - time.monotonic()
             if wait <= 0:
                 quiet = True
             elif (line := lines.get(timeout=max(0.0, min(wait, deadline - time.monotonic())))) is not None:
-                last, drained = line.mono, drained + 1
+                last, drained = max(last, line.mono), drained + 1
         self.bench.emit(
             "uart_settled", lines=drained, quiet=quiet, seconds=round(time.monotonic() - started, 3)
         )
