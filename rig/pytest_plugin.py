@@ -242,6 +242,7 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
 
     def leave() -> None:
         with _uncaptured(request.config):
+            request.config.get_terminal_writer().line()  # after the progress dots, not on their line
             context.__exit__(None, None, None)
 
     request.addfinalizer(leave)
