@@ -8,7 +8,7 @@ RESULTS ?= results
 
 # CHECK:PACKAGE pairs for tools/ensure-system-packages (Debian/Ubuntu package names).
 SYSTEM_PACKAGES := gcc:gcc /usr/include/mbedtls/ssl.h:libmbedtls-dev /usr/sbin/sshd:openssh-server \
-                   /usr/sbin/mosquitto:mosquitto /usr/sbin/ser2net:ser2net
+                   /usr/sbin/mosquitto:mosquitto /usr/sbin/ser2net:ser2net tcpdump:tcpdump
 
 .PHONY: help setup system-deps test lint typecheck unit bench bench-parse bench-uart bench-matrix bench-drivers \
         nightly gate report clean
