@@ -7,7 +7,6 @@ the user for a problem the rig knows about.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -17,6 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from rig import cli_bench, cli_logs, cli_run
 from rig.config import (
     DEFAULT_BENCH,
     BenchConfig,
@@ -29,12 +29,10 @@ from rig.config import (
     load_variant,
 )
 from rig.errors import ConfigError, RigError
+from rig.sim import cli as sim_cli
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
-
-# Command groups that live in their own modules; each module exposes `commands`, a list of click commands.
-_COMMAND_MODULES = ("rig.cli_logs", "rig.cli_bench", "rig.cli_run", "rig.sim.cli")
 
 
 def _package_version() -> str:
@@ -116,19 +114,11 @@ def config_schema(kind: str) -> None:
     click.echo(json.dumps(document, indent=2))
 
 
-def _register_command_modules() -> None:
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # that command group is not part of this installation
-            raise
-        for command in module.commands:
-            main.add_command(command)
-
-
-_register_command_modules()
+# The command groups that live in their own modules, each listing its click commands in `commands`.
+# `rig.sim` is the simulated bench: the harness imports nothing of it but this command group.
+for _module in (cli_logs, cli_bench, cli_run, sim_cli):
+    for _command in _module.commands:
+        main.add_command(_command)
 
 
 def run() -> None:
