@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from readiness import ready_line
 
 from rig.sim.broker import Broker
 from rig.sim.pki import Pki, generate_pki
@@ -125,12 +125,7 @@ def start_cloud(tmp_path: Path, sim_pki: Pki, mqtt_broker: Broker) -> Iterator[S
         )
         cloud = CloudProcess(process, port, directory)
         started.append(cloud)
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(process.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=15):
-                raise AssertionError(f"cloud stand-in on port {port} printed nothing within 15 s")
-        line = process.stdout.readline().decode()
+        line = ready_line(process, f"cloud stand-in on port {port}")
         assert line == f"listening on 127.0.0.1:{port}\n", f"cloud stand-in said {line!r}"
         return cloud
 

@@ -8,7 +8,6 @@ the fixture that started it.
 from __future__ import annotations
 
 import re
-import selectors
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from readiness import ready_line
 
 from rig.config import BuildParams, load_variant
 from rig.sim import lan
@@ -153,12 +153,7 @@ def start_router(tmp_path: Path) -> Iterator[StartRouter]:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE)
         router = RouterProcess(process, folder, lan_port)
         started.append(router)
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(process.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=15):
-                raise AssertionError(f"router printed nothing within 15 s (see {folder / 'router.log'})")
-        line = process.stdout.readline().decode()
+        line = ready_line(process, f"router (see {folder / 'router.log'})")
         assert line == f"router listening on 127.0.0.1:{lan_port}\n", f"router said {line!r}"
         return router
 
