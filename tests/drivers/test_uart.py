@@ -72,32 +72,23 @@ def test_a_flood_over_a_pty_is_captured_byte_for_byte(
     assert [r["offset"] for r in records[:2]] == [0, data.index(b"\n") + 1]
 
 
-def test_a_flood_through_ser2net_rfc2217_is_captured_byte_for_byte(
-    pty_device: PtyDevice, ser2net: Callable[[str], Ser2net], tmp_path: Path
+@pytest.mark.parametrize(
+    ("raw", "scheme"), [(False, "rfc2217://"), (True, "socket://")], ids=["rfc2217", "socket"]
+)
+def test_a_flood_through_ser2net_is_captured_byte_for_byte(
+    pty_device: PtyDevice, ser2net: Callable[..., Ser2net], tmp_path: Path, raw: bool, scheme: str
 ) -> None:
-    server = ser2net(pty_device.url)
+    server = ser2net(pty_device.url, raw=raw)
+    assert server.url.startswith(scheme)
     with Uart(server.url, 115200, name="hub") as port:
         settle(pty_device, port)
         port.record(tmp_path)
         data = flood(FLOOD_BYTES)
         read_before = port.bytes_read
         pty_device.write(data, timeout=30)
-        wait_for(lambda: port.bytes_read - read_before >= len(data), 30, "reading the flood through ser2net")
-    assert (tmp_path / "uart.raw").read_bytes() == data
-
-
-def test_a_flood_through_a_raw_tcp_socket_is_captured_byte_for_byte(
-    pty_device: PtyDevice, ser2net: Callable[..., Ser2net], tmp_path: Path
-) -> None:
-    server = ser2net(pty_device.url, raw=True)
-    assert server.url.startswith("socket://")
-    with Uart(server.url, 115200, name="hub") as port:
-        settle(pty_device, port)
-        port.record(tmp_path)
-        data = flood(FLOOD_BYTES)
-        read_before = port.bytes_read
-        pty_device.write(data, timeout=30)
-        wait_for(lambda: port.bytes_read - read_before >= len(data), 30, "reading the flood through a socket")
+        wait_for(
+            lambda: port.bytes_read - read_before >= len(data), 30, f"reading the flood through {scheme}"
+        )
     assert (tmp_path / "uart.raw").read_bytes() == data
 
 
