@@ -1,18 +1,18 @@
 """The rig's pytest plugin: options, markers, the matrix's parametrization and order, fixtures, verdicts.
 
 Registered through the `pytest11` entry point, so any pytest run where `rig` is installed gets `--bench`
-and friends. A thin wiring layer: the cells and their order are `rig.matrix`, one attempt is `rig.cell`,
-the bench session is `rig.session`, files and tables are `rig.report`.
+and friends. A thin wiring layer: the cells and their order are `rig.hil.matrix`, one attempt is `rig.hil.attempt`,
+the bench session is `rig.hil.session`, files and tables are `rig.report`.
 
 - A test that takes the `cell` fixture is parametrized with every variant file × every bench path (×
   `--repeat`), ids like `tcp-rx-1024-satellite`. Each cell gets its path's marker (`pytest -m satellite`),
   `nightly`, and `release` for variants with `release: true`; a cell whose variant expects
   `fail <category>` on that path is a strict xfail that only an `HandshakeFailed` of that category satisfies.
-- Cells are reordered so each variant is programmed once and paths switch rarely (`rig.matrix.order_cells`).
+- Cells are reordered so each variant is programmed once and paths switch rarely (`rig.hil.matrix.order_cells`).
 - `bench` (session): provider up if needed, lease, preflight — a failing preflight stops the run at once
   with one message (exit 3) — and restore at the end. `cell`: the attempt prepared (image, path, reset).
 - A bench problem (`InfrastructureError`) is an *error*, in the terminal and in allure (broken), never a
-  failure; `rig.matrix.Cell` retries it once.
+  failure; `rig.hil.matrix.Cell` retries it once.
 - Every attempt's record goes to `<results>/<run-id>/cells.jsonl` as it ends; the evidence is attached
   to allure; the terminal summary is the matrix table (with pass rates and flaky cells on repeats).
 """
@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from rig.cell import CellBench, failure_type
 from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_bench, load_variants
 from rig.errors import ConfigError, InfrastructureError
-from rig.matrix import AttemptCounter, Cell, CellSpec, Comparisons, order_cells, plan
+from rig.hil.attempt import CellBench, failure_type
+from rig.hil.matrix import AttemptCounter, Cell, CellSpec, Comparisons, order_cells, plan
 from rig.report.attachments import attach_attempt, attach_files, label_cell
 from rig.report.evidence import RunFolder, write_json
 from rig.report.records import Outcome
@@ -216,7 +216,7 @@ def pytest_collection_modifyitems(
 @pytest.fixture(scope="session")
 def rig_bench_factory() -> BenchFactory:
     """How the session's bench is opened; a test suite may override it (the rig's own plugin tests do)."""
-    from rig.session import open_bench
+    from rig.hil.session import open_bench
 
     return open_bench
 

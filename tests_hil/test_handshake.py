@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from rig.matrix import Cell
+from rig.hil.matrix import Cell
 
 # Suites AWS IoT Core's TLS 1.2 policies offer that the hub's Mbed TLS build enables (ECDHE, AES-GCM).
 EXPECTED_CIPHERSUITE = re.compile(r"^TLS-ECDHE-(RSA|ECDSA)-WITH-AES-(128|256)-GCM-SHA(256|384)$")

@@ -9,7 +9,7 @@ The incremental API (what the live UART harness uses)::
     p = LogParser(mbedtls_version=None)      # or "2.16", "2.28", "3.6"… to override the fingerprint
     events = p.feed(line, host_time=None)    # one line (str or bytes); host_time = time.time() on arrival
     p.trace                                  # HandshakeTrace of the current (last) handshake attempt
-    p.verdict(now=None, stall_after=None)    # provisional Diagnosis, at any moment
+    diagnose_parser(p, now=None, stall_after=None)  # provisional Diagnosis, at any moment
     p.feed_all(lines)                        # a whole log at once
     feed_blocks(p, blocks)                   # a whole file as binary blocks (rig.mbedtls.bulk: the
                                              # fastest way; the same result as `feed` on each line)
@@ -24,7 +24,7 @@ leading timestamps give host time when `feed` is given none. `p.version` is the 
 fingerprint chose (boot banner, `__LINE__` numbers, file names, print styles) or the override;
 state numbers and error codes are named with that release's tables.
 
-`verdict(now, stall_after)`: with both given, a trace that waits for input with no inbound progress
+`diagnose_parser(p, now, stall_after)`: with both given, a trace that waits for input with no inbound progress
 for >= `stall_after` seconds is "stalled" (category stall_want_read, `stall_seconds` set); without
 them the log alone decides: the same state re-entered while waiting, with no byte between, is a
 stall (Mbed TLS never prints WANT_READ).

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from rig.mbedtls import tables
 from rig.mbedtls.events import Event, classify
 from rig.mbedtls.lexer import PREFIXED_BYTES, PREFIXED_TEXT, LogLine, clean, from_prefix, split_line
 from rig.mbedtls.trace import NOT_FATAL, Alert, ErrorReturn, HandshakeTrace, Record, StateVisit
 from rig.mbedtls.versions import VersionFingerprint
-
-if TYPE_CHECKING:
-    from rig.mbedtls.diagnose import Diagnosis
 
 # What follows `file.c:N: [|L| ][ptr: ]` in a line the diagnosis does not need: a hex-dump row, or
 # (group 1) an `=>`/`<=` function trace other than those `classify` and the fingerprint use, a
@@ -47,7 +43,7 @@ _RESTART_STATES = frozenset({tables.HELLO_REQUEST, tables.CLIENT_HELLO})
 
 
 class LogParser:
-    """Incremental Mbed TLS log parser: `feed` lines, read `trace`, ask `verdict` at any moment."""
+    """Incremental Mbed TLS log parser: `feed` lines, read `trace`; `diagnose_parser` judges it at any moment."""
 
     def __init__(self, mbedtls_version: str | None = None) -> None:
         self.version_override = mbedtls_version
@@ -71,12 +67,6 @@ class LogParser:
     def version(self) -> str | None:
         """The Mbed TLS version: the override given, else the fingerprint's best guess."""
         return self.version_override or self.fingerprint.best
-
-    def verdict(self, now: float | None = None, stall_after: float | None = None) -> Diagnosis:
-        """A provisional diagnosis of the current attempt (see `rig.mbedtls.diagnose`)."""
-        from rig.mbedtls.diagnose import diagnose_parser
-
-        return diagnose_parser(self, now=now, stall_after=stall_after)
 
     # --- feeding --------------------------------------------------------------------------------
 

@@ -7,13 +7,9 @@ the UART is still talking, by `diagnose` for the verdict and by `diff` to compar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from rig.mbedtls import tables
 from rig.mbedtls.events import Event
-
-if TYPE_CHECKING:
-    from rig.mbedtls.parser import LogParser as LogParser
 
 # Return codes that do not end a handshake (the caller just calls again, or the library goes on).
 NOT_FATAL = frozenset(
@@ -154,12 +150,3 @@ class HandshakeTrace:
         if self.record_version is not None:
             return self.record_version
         return "tls1.2" if self.states else None
-
-
-def __getattr__(name: str) -> Any:
-    # The parser lives in parser.py; it stays importable from here (where it was first published).
-    if name == "LogParser":
-        from rig.mbedtls.parser import LogParser
-
-        return LogParser
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

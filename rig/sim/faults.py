@@ -14,13 +14,29 @@ Each fault acts on a part's real endpoint, so the harness meets it through its o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 from rig.errors import ConfigError, InfrastructureError
 from rig.sim import sshd
+from rig.sim.board import BoardClient
+from rig.sim.procs import Processes
 
-if TYPE_CHECKING:
-    from rig.sim.orchestrate import Sim
+
+class RunningSim(Protocol):
+    """What a fault acts on: a running sim's folder, processes, board and state (`rig.sim.orchestrate.Sim`)."""
+
+    dir: Path
+    processes: Processes
+
+    def is_up(self) -> bool: ...
+
+    def board(self) -> BoardClient: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def start_part(self, name: str, argv: list[str], port: int) -> None: ...
+
 
 FAULTS = (
     "programmer-no-target",
@@ -32,7 +48,7 @@ FAULTS = (
 )
 
 
-def inject(sim: Sim, name: str, arg: str | None, clear: bool) -> str:
+def inject(sim: RunningSim, name: str, arg: str | None, clear: bool) -> str:
     """Apply (or clear) fault `name`; returns one line saying what now holds."""
     if name not in FAULTS:
         raise ConfigError(f"unknown fault {name!r}; one of: {', '.join(FAULTS)}")
@@ -84,7 +100,7 @@ def _number(arg: str | None, usage: str) -> float:
     return value
 
 
-def _router_ssh(sim: Sim, *, up: bool) -> str:
+def _router_ssh(sim: RunningSim, *, up: bool) -> str:
     if not up:
         sim.processes.stop("sshd")
         (sim.dir / "faults" / "router-ssh-down").write_text("on\n")
@@ -94,23 +110,23 @@ def _router_ssh(sim: Sim, *, up: bool) -> str:
         return "router sshd already running"
     port = int(sim.state()["ports"]["ssh"])
     setup = sshd.prepare(sim.dir / "ssh", port, sim.dir / "bin")
-    sim._start("sshd", setup.argv(), port)
+    sim.start_part("sshd", setup.argv(), port)
     return f"router sshd back on 127.0.0.1:{port}"
 
 
-def active_faults(sim: Sim) -> list[str]:
-    """The faults in force, for `rig sim status`."""
+def active_faults(folder: Path) -> list[str]:
+    """The faults in force in the sim living in `folder`, for `rig sim status`."""
     active = []
-    flags = sim.dir / "faults"
+    flags = folder / "faults"
     if (flags / "programmer-no-target").exists():
         active.append("programmer-no-target")
-    if (sim.dir / "bin" / ".ipecmd.missing").exists():
+    if (folder / "bin" / ".ipecmd.missing").exists():
         active.append("programmer-missing")
     if (flags / "router-ssh-down").exists():
         active.append("router-ssh-down")
-    if (sim.dir / "cloud" / "cloud.down").exists():
+    if (folder / "cloud" / "cloud.down").exists():
         active.append("cloud-down")
-    mode_file = sim.dir / "cloud" / "cloud.mode"
+    mode_file = folder / "cloud" / "cloud.mode"
     if mode_file.exists():
         mode = mode_file.read_text().strip()
         if mode != "silent":

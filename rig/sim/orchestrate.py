@@ -144,14 +144,14 @@ class Sim:
         self.processes.adopt("broker", broker.pid, ["mosquitto"], self.dir / "broker" / "mosquitto.log")
 
         progress(f"starting the AWS IoT Core stand-in on 127.0.0.1:{ports['cloud']}")
-        self._start(
+        self.start_part(
             "cloud",
             [python, "-m", "rig.sim.cloud", "--dir", str(self.dir / "cloud"), "--port", str(ports["cloud"]),
              "--pki", str(pki.directory), "--broker-port", str(ports["broker_plain"]), "--endpoint", endpoint],
             ports["cloud"],
         )  # fmt: skip
         progress(f"starting the bench router (LAN side 127.0.0.1:{ports['lan']})")
-        self._start(
+        self.start_part(
             "router",
             [python, "-m", "rig.sim.router", "--dir", str(self.dir / "router"), "--bench", str(bench_path),
              "--lan-port", str(ports["lan"]), "--cloud-port", str(ports["cloud"])],
@@ -160,7 +160,7 @@ class Sim:
         progress(f"starting the router's sshd on 127.0.0.1:{ports['ssh']}")
         sshd.install_simrouter(self.dir / "bin", self.dir / "router", python)
         setup = sshd.prepare(self.dir / "ssh", ports["ssh"], self.dir / "bin")
-        self._start("sshd", setup.argv(), ports["ssh"])
+        self.start_part("sshd", setup.argv(), ports["ssh"])
 
         progress("installing the programmer (ipecmd)")
         ipecmd = programmer.install(self.dir, python)
@@ -186,7 +186,7 @@ class Sim:
             from rig.sim.ser2net import start_ser2net
 
             progress(f"serving the UART as rfc2217://127.0.0.1:{ports['ser2net']}")
-            uart_url = start_ser2net(self, link, ports["ser2net"], bench.dut.uart.baud)
+            uart_url = start_ser2net(self, self.dir / "ser2net", link, ports["ser2net"], bench.dut.uart.baud)
 
         env = {
             "RIG_SIM_DIR": str(self.dir),
@@ -223,7 +223,8 @@ class Sim:
             for variant_file in sorted(firmware_dir.glob("*.yaml")):
                 self.build(variant_file, progress, only_if_stale=True, bench=bench)
 
-    def _start(self, name: str, argv: list[str], port: int) -> None:
+    def start_part(self, name: str, argv: list[str], port: int) -> None:
+        """Start part `name` (its output in `logs/<name>.log`) and return once it listens on `port`."""
         log = self.logs / f"{name}.log"
         self.processes.start(name, argv, log=log)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -344,7 +345,7 @@ class Sim:
             flash = board.get("flash") or {}
             result["board"] = board
             result["image"] = self._image_name(flash.get("source"))
-        result["faults"] = active_faults(self)
+        result["faults"] = active_faults(self.dir)
         return result
 
     def _uplink(self) -> str:

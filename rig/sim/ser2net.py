@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rig.errors import InfrastructureError
 
-if TYPE_CHECKING:
-    from rig.sim.orchestrate import Sim
+
+class PartStarter(Protocol):
+    """What starts a sim part's process and waits until it listens (`rig.sim.orchestrate.Sim`)."""
+
+    def start_part(self, name: str, argv: list[str], port: int) -> None: ...
 
 
-def start_ser2net(sim: Sim, link: Path, port: int, baud: int) -> str:
-    """Start ser2net for the UART at `link` on 127.0.0.1:`port`; the pyserial URL to use."""
+def start_ser2net(parts: PartStarter, folder: Path, link: Path, port: int, baud: int) -> str:
+    """Start ser2net (its files in `folder`) for the UART at `link` on 127.0.0.1:`port`; the pyserial URL."""
     executable = shutil.which("ser2net") or "/usr/sbin/ser2net"
     if not Path(executable).is_file():
         raise InfrastructureError("ser2net not found — install the Debian package `ser2net` (make setup)")
-    folder = sim.dir / "ser2net"
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "ser2net.yaml"
     config.write_text(
@@ -34,5 +36,5 @@ def start_ser2net(sim: Sim, link: Path, port: int, baud: int) -> str:
         "    kickolduser: true\n"
     )
     argv = [executable, "-n", "-d", "-c", str(config), "-P", str(folder / "ser2net.pid")]
-    sim._start("ser2net", argv, port)
+    parts.start_part("ser2net", argv, port)
     return f"rfc2217://127.0.0.1:{port}?ign_set_control"

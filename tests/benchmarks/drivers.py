@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from rig.cloud import CloudEvents  # noqa: E402
 from rig.config import ProgrammerConfig  # noqa: E402
-from rig.lock import BenchLease  # noqa: E402
-from rig.programmers import make_programmer  # noqa: E402
-from tests.drivers.conftest import free_port, stop_process, wait_listening  # noqa: E402
+from rig.drivers.cloud import CloudEvents  # noqa: E402
+from rig.drivers.lease import BenchLease  # noqa: E402
+from rig.drivers.programmers import make_programmer  # noqa: E402
 from tests.drivers.test_cloud import MOSQUITTO, Broker, _issue  # noqa: E402
+from tests.peers.drivers import free_port, stop_process, wait_listening  # noqa: E402
 
 STAND_INS = ROOT / "tests" / "drivers" / "stand_ins"
 SERIAL = "BUR191234567"
@@ -89,7 +89,7 @@ def bench_programmer(work: Path) -> None:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from rig.lock import BenchLease
+from rig.drivers.lease import BenchLease
 BenchLease(Path(sys.argv[1]), "bench", "nightly").acquire(timeout=5)
 print("held", flush=True)
 time.sleep(60)

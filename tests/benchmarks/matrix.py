@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from rig.bench import ensure_provider_up, provider_down
 from rig.config import load_bench
+from rig.hil.provider import ensure_provider_up, provider_down
 from rig.report.records import read_cells
 
 REPO = Path(__file__).resolve().parents[2]

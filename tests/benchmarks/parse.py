@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rig.cli_logs import parse_log
+from rig.cli.logs import parse_log
 from rig.mbedtls import diagnose_parser
 
 HERE = Path(__file__).resolve().parent

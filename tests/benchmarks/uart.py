@@ -6,7 +6,7 @@ pty takes it). For each, the bytes the Uart wrote to uart.raw are compared with 
 reader thread's own CPU time is read from its thread clock. The baseline, measured in the same run, is a
 bare pyserial read loop that throws the bytes away: the ratio shows what recording, line splitting,
 timestamps and fan-out cost on top of reading the port. Through ser2net, the Uart's chunked RFC 2217
-client (rig.rfc2217) is compared with pyserial's own.
+client (rig.drivers.uart.rfc2217) is compared with pyserial's own.
 
     .venv/bin/python tests/benchmarks/uart.py [--seconds 3] [--flood-mb 16] [--pyserial-rfc2217-mb 2]
 """
@@ -26,8 +26,8 @@ import serial
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rig.uart import Uart
-from tests.drivers.conftest import PtyDevice, Ser2net, settle
+from rig.drivers.uart.port import Uart
+from tests.peers.drivers import PtyDevice, Ser2net, settle
 
 BAUD_921600_BYTES_S = 921600 // 10  # 8N1: ten bit times per byte
 PYSERIAL_RFC2217 = "rfc2217 bare pyserial client flood"

@@ -27,11 +27,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
-from rig.cloud import CloudEvents
 from rig.config import CloudConfig
+from rig.drivers.cloud import CloudEvents
 from rig.errors import InfrastructureError
 from rig.events import EventLog
-from tests.drivers.conftest import free_port, stop_process, wait_listening
+from tests.peers.drivers import free_port, stop_process, wait_listening
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 DEVICE = "hub-0001"

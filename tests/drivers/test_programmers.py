@@ -1,6 +1,6 @@
 """Programmers against stand-in executables that print the real tools' transcripts (bench.md §1).
 
-Each stand-in (tests/drivers/stand_ins/) is a real child process: the driver starts it, reads its
+Each stand-in (tests/peers/stand_ins/) is a real child process: the driver starts it, reads its
 output, kills it on a timeout. What a user relies on: success only on the tool's success markers and
 never on exit 0 alone; the right tool picked by serial number; one retry for problems a retry can fix;
 every attempt's whole output kept; a failure that names the problem and the transcript.
@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from rig.config import ProgrammerConfig
+from rig.drivers.programmers import image_sha256, make_programmer
+from rig.drivers.programmers.commandline import CommandLineProgrammer
 from rig.errors import ConfigError, InfrastructureError
 from rig.events import EventLog
-from rig.programmers import image_sha256, make_programmer
-from rig.programmers.commandline import CommandLineProgrammer
 
-STAND_INS = Path(__file__).parent / "stand_ins"
+STAND_INS = Path(__file__).parent.parent / "peers" / "stand_ins"
 PART = "32MZ2048EFM100"
 SERIAL = "BUR191234567"
 
@@ -53,7 +53,7 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandIn:
     folder.mkdir()
     monkeypatch.setenv("RIG_STAND_IN_DIR", str(folder))
     monkeypatch.setenv("RIG_STAND_IN_SERIAL", SERIAL)
-    monkeypatch.setattr("rig.programmers.commandline.RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr("rig.drivers.programmers.commandline.RETRY_PAUSE_S", 0.0)
     return StandIn(folder)
 
 
@@ -171,7 +171,7 @@ def test_ipecmd_invalid_device_id_exit_1_names_the_wiring(
 def test_a_hung_tool_is_killed_at_its_timeout_and_retried_once(
     stand_in: StandIn, image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("rig.programmers.runner._TERM_GRACE_S", 0.3)
+    monkeypatch.setattr("rig.drivers.programmers.runner._TERM_GRACE_S", 0.3)
     stand_in.play("hang")
     with pytest.raises(
         InfrastructureError, match=r"failed \(twice\): did not finish within \d+ s and was killed"
@@ -304,7 +304,7 @@ INTERRUPTED = """
 import sys
 from pathlib import Path
 from rig.config import ProgrammerConfig
-from rig.programmers import make_programmer
+from rig.drivers.programmers import make_programmer
 config = ProgrammerConfig(kind="ipecmd", tool="ICD4", serial=sys.argv[1], executable=sys.argv[2], timeout_s=60)
 make_programmer(config, "32MZ2048EFM100").program(Path(sys.argv[3]), out_dir=Path(sys.argv[4]))
 """

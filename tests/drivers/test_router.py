@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from rig.config import BenchConfig
+from rig.drivers.router import Router, render_command
 from rig.errors import ConfigError, InfrastructureError
 from rig.events import EventLog
-from rig.router import Router, render_command
-
-from .conftest import SshServer, bench_dict, keygen, netctl, netctl_paths
+from tests.peers.drivers import SshServer, bench_dict, keygen, netctl, netctl_paths
 
 
 def openssh_fingerprint(pub: Path) -> str:
@@ -233,7 +232,7 @@ import sys, time
 from pathlib import Path
 from rig.config import BenchConfig
 from rig.events import EventLog
-from rig.router import Router
+from rig.drivers.router import Router
 bench = BenchConfig.model_validate_json(Path(sys.argv[1]).read_text())
 with Router(bench, events=EventLog(Path(sys.argv[2])), state_dir=Path(sys.argv[3])).session() as router:
     router.select("satellite")

@@ -61,10 +61,10 @@ CONFTEST = """\
 import sys
 sys.path.insert(0, {here!r})
 import pytest
-import rig.cell
+import rig.hil.attempt
 from scripted_bench import COMPLETED, RECORD_TOO_BIG, STALLED_AT_12, Script, scripted
 
-rig.cell.QUIET_S = 0.05  # the scripted DUT prints nothing between attempts: no need to wait for quiet
+rig.hil.attempt.QUIET_S = 0.05  # the scripted DUT prints nothing between attempts: no need to wait for quiet
 
 SCRIPTS = {scripts}
 PREFLIGHT = {preflight!r}

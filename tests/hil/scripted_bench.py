@@ -1,6 +1,6 @@
 """A scripted bench for the plugin's own tests: replays Mbed TLS logs as a DUT would print them.
 
-It implements `rig.cell.CellBench` (what one attempt needs) with no hardware and no simulator, so the
+It implements `rig.hil.attempt.CellBench` (what one attempt needs) with no hardware and no simulator, so the
 plugin's wiring — parametrization, order, xfail, errors, records — is tested in a second or two. The
 drivers themselves are tested against real peers elsewhere; nothing here stands in for a driver's test.
 Every action is appended to `actions.log` in the current folder, one word each, for the tests to read.
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from rig.config import BenchConfig, Loaded, VariantConfig, load_bench
+from rig.drivers.programmers import ProgramResult
+from rig.drivers.uart.port import UartLine
 from rig.errors import InfrastructureError
-from rig.programmers import ProgramResult
-from rig.uart import UartLine
 
 _PREFIX = "0x7ffd5a3c1e20: "
 

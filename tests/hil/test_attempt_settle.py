@@ -8,10 +8,10 @@ from pathlib import Path
 from pytester_project import BENCH_YAML, variant_yaml
 from scripted_bench import COMPLETED, Script, ScriptedBench
 
-from rig.cell import QUIET_S, Attempt
 from rig.config import VariantConfig, load_bench, load_variant
-from rig.programmers import ProgramResult
-from rig.uart import UartLine
+from rig.drivers.programmers import ProgramResult
+from rig.drivers.uart.port import UartLine
+from rig.hil.attempt import QUIET_S, Attempt
 
 OLD_IMAGE = "1" * 64  # what the DUT ran before this attempt programmed it (the scripts' banner says 0…0)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rig.cell import stall_after_s
 from rig.config import PathConfig, TimeoutsConfig
-from rig.mbedtls import Diagnosis, LogParser
+from rig.hil.attempt import stall_after_s
+from rig.mbedtls import Diagnosis, LogParser, diagnose_parser
 
 DATA = Path(__file__).resolve().parent / "data"
 SATELLITE_RTT_MS = 600.0
@@ -46,7 +46,7 @@ def replay(
                 now = when
                 if text is not None:
                     parser.feed(text, host_time=when)
-            verdicts.append((now - start, parser.verdict(now=now, stall_after=stall_after)))
+            verdicts.append((now - start, diagnose_parser(parser, now=now, stall_after=stall_after)))
             trace = parser.trace
             if trace.waiting_for_input and trace.last_progress_time is not None:
                 waits.append(now - trace.last_progress_time)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rig.cli_logs import parse_log
-from rig.mbedtls import LogParser
+from rig.cli.logs import parse_log
+from rig.mbedtls import LogParser, diagnose_parser
 from rig.mbedtls.bulk import feed_blocks
 from tests.mbedtls.conftest import LOGS
 
@@ -21,8 +21,8 @@ def _state(parser: LogParser) -> tuple[object, ...]:
     events = [e.to_json() for trace in parser.attempts for e in trace.events]
     states = [(v.number, v.name, v.line_no) for trace in parser.attempts for v in trace.states]
     return (
-        parser.verdict().to_json(),
-        parser.verdict(now=1e12, stall_after=5.0).to_json(),
+        diagnose_parser(parser).to_json(),
+        diagnose_parser(parser, now=1e12, stall_after=5.0).to_json(),
         dict(parser.counts),
         parser.line_no,
         parser.last_time,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rig.mbedtls import LogParser
+from rig.mbedtls import LogParser, diagnose_parser
 from tests.mbedtls.conftest import LOGS
 from tests.mbedtls.test_categories import COMPLETED, FATAL_ALERT, OPENING_216
 
@@ -35,9 +35,9 @@ def test_a_live_wait_is_stalled_only_once_stall_after_seconds_have_passed() -> N
     trace = parser.trace
     assert trace.waiting_for_input and not trace.completed
     assert trace.last_progress_time == 1001.0
-    early = parser.verdict(now=1030.0, stall_after=60.0)
+    early = diagnose_parser(parser, now=1030.0, stall_after=60.0)
     assert (early.outcome, early.category, early.stall_seconds) == ("incomplete", "timeout", None)
-    late = parser.verdict(now=1061.5, stall_after=60.0)
+    late = diagnose_parser(parser, now=1061.5, stall_after=60.0)
     assert (late.outcome, late.category, late.stall_seconds) == ("stalled", "stall_want_read", 60.5)
     assert late.last_state == {"number": 4, "name": "MBEDTLS_SSL_SERVER_KEY_EXCHANGE"}
 
@@ -49,16 +49,16 @@ def test_inbound_bytes_are_progress_that_restarts_the_stall_clock() -> None:
     parser.feed("ssl_tls.c:2722: ssl->f_recv(_timeout)() returned 5 (-0xfffffffb)", host_time=50.0)
     parser.feed("ssl_tls.c:2696: in_left: 5, nb_want: 98", host_time=50.0)
     assert parser.trace.last_progress_time == 50.0
-    assert parser.verdict(now=100.0, stall_after=60.0).outcome == "incomplete"
-    assert parser.verdict(now=111.0, stall_after=60.0).outcome == "stalled"
+    assert diagnose_parser(parser, now=100.0, stall_after=60.0).outcome == "incomplete"
+    assert diagnose_parser(parser, now=111.0, stall_after=60.0).outcome == "stalled"
 
 
 def test_without_a_clock_the_log_alone_calls_a_re_entered_wait_a_stall() -> None:
     parser = LogParser()
     parser.feed_all(STALL_AT_12.splitlines())
-    assert parser.verdict().outcome == "incomplete"  # one wait, not yet re-entered
+    assert diagnose_parser(parser).outcome == "incomplete"  # one wait, not yet re-entered
     parser.feed_all(STALL_AT_12.splitlines())
-    verdict = parser.verdict()
+    verdict = diagnose_parser(parser)
     assert (verdict.outcome, verdict.want_read_retries) == ("stalled", 1)
 
 
@@ -70,7 +70,7 @@ def test_a_retrying_firmware_gives_one_attempt_per_handshake_and_the_last_is_dia
     parser.feed_all(COMPLETED.splitlines())
     assert len(parser.attempts) == 2
     assert parser.attempts[0].want_read_retries == 3 and not parser.attempts[0].finished
-    verdict = parser.verdict()
+    verdict = diagnose_parser(parser)
     assert (verdict.outcome, verdict.attempts, verdict.attempt) == ("completed", 2, 2)
     assert verdict.summary.endswith("The log holds 2 handshake attempts; this is the last.")
     assert parser.attempts[1].states[0].number == 0
@@ -79,10 +79,10 @@ def test_a_retrying_firmware_gives_one_attempt_per_handshake_and_the_last_is_dia
 def test_a_new_handshake_after_a_failed_one_starts_a_new_attempt() -> None:
     parser = LogParser()
     parser.feed_all(FATAL_ALERT.splitlines())
-    assert parser.verdict().outcome == "failed"
+    assert diagnose_parser(parser).outcome == "failed"
     parser.feed("ssl_tls.c:8084: => handshake")
     assert len(parser.attempts) == 2
-    assert parser.verdict().outcome == "incomplete"
+    assert diagnose_parser(parser).outcome == "incomplete"
 
 
 def test_application_timestamps_give_host_time_to_the_lines_after_them() -> None:
@@ -113,7 +113,7 @@ def test_garbage_bytes_and_truncated_lines_are_counted_not_fatal() -> None:
 def test_a_log_with_no_state_line_yet_says_what_to_check() -> None:
     parser = LogParser()
     parser.feed("[APP] connecting to sim-ats.iot.us-east-1.amazonaws.com:8883")
-    verdict = parser.verdict()
+    verdict = diagnose_parser(parser)
     assert (verdict.outcome, verdict.category, verdict.last_state) == (
         "incomplete",
         "other",

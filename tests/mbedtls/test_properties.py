@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rig.mbedtls import LogParser, diagnose_lines
+from rig.mbedtls import LogParser, diagnose_lines, diagnose_parser
 from rig.mbedtls import parser as parser_module
 from tests.mbedtls.conftest import LOGS
 from tests.mbedtls.test_categories import COMPLETED
@@ -89,8 +89,8 @@ def test_arbitrary_input_never_crashes_the_parser_or_the_verdict(lines: list[str
     parser = LogParser()
     for line in lines:
         parser.feed(line)
-    parser.verdict()
-    parser.verdict(now=1e9, stall_after=1.0)
+    diagnose_parser(parser)
+    diagnose_parser(parser, now=1e9, stall_after=1.0)
     assert parser.counts["lines"] == len(lines)
 
 
@@ -99,7 +99,7 @@ def test_arbitrary_input_never_crashes_the_parser_or_the_verdict(lines: list[str
 def test_the_provisional_verdict_of_a_completing_handshake_is_never_failed(cut: int) -> None:
     parser = LogParser()
     parser.feed_all(REAL_LINES[:cut])
-    assert parser.verdict().outcome != "failed"
+    assert diagnose_parser(parser).outcome != "failed"
 
 
 _NEVER = re.compile("(?!)")
@@ -121,7 +121,7 @@ def _full_parse(lines: list[bytes] | list[str], fast: bool, each: bool = False) 
             patch.setattr(parser_module, "_QUIET_BYTES", _NEVER_BYTES)
             parser.feed_all(lines)
     events = [(e.kind, e.line_no, e.data) for trace in parser.attempts for e in trace.events]
-    return parser.verdict().to_json(), parser.counts, events, parser.version
+    return diagnose_parser(parser).to_json(), parser.counts, events, parser.version
 
 
 @settings(max_examples=40, deadline=None)

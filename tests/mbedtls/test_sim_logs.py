@@ -6,7 +6,7 @@ the library's, and reconnects (two handshakes in one log).
 
 from __future__ import annotations
 
-from rig.mbedtls import LogParser, diagnose_lines, diff_traces
+from rig.mbedtls import LogParser, diagnose_lines, diagnose_parser, diff_traces
 from tests.mbedtls.conftest import LOGS
 
 
@@ -44,7 +44,7 @@ def test_diff_of_the_fix_and_the_shipped_build_points_at_state_12_and_the_read_p
 def test_a_4096_byte_input_buffer_is_record_or_buffer_size_in_both_attempts() -> None:
     parser = LogParser()
     parser.feed_all(_lines("mbedtls-in-4096-landline"))
-    d = parser.verdict()
+    d = diagnose_parser(parser)
     assert (d.outcome, d.category, d.attempts) == ("failed", "record_or_buffer_size", 2)
     assert d.error == {"code": "-0x7200", "name": "MBEDTLS_ERR_SSL_INVALID_RECORD"}
     assert all(trace.failed for trace in parser.attempts)

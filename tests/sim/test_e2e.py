@@ -24,7 +24,7 @@ import pytest
 import serial
 
 from rig.config import BenchConfig, load_bench, load_variant, read_env_file
-from rig.mbedtls import LogParser
+from rig.mbedtls import LogParser, diagnose_parser
 from rig.sim.procs import Processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,13 +125,13 @@ def run_cell(bench: Bench, variant_name: str, path: str) -> Outcome:
                 lines.append(line)
                 parser.feed(line, host_time=time.time())
                 if mqtt.search(line):
-                    verdict = parser.verdict()
+                    verdict = diagnose_parser(parser)
                     print(
                         f"\n{variant_name} over {path}: MQTT up {time.monotonic() - start:.2f} s after programming"
                     )
                     return Outcome(verdict.category, verdict.last_state["number"], verdict.summary, lines, True,
                                    time.monotonic() - start)  # fmt: skip
-            verdict = parser.verdict(now=time.time(), stall_after=stall_after)
+            verdict = diagnose_parser(parser, now=time.time(), stall_after=stall_after)
             if verdict.outcome in ("failed", "stalled"):
                 break
         assert verdict is not None, "no line from the hub"

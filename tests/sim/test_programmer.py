@@ -19,8 +19,8 @@ import pytest
 import serial
 
 from rig.config import ProgrammerConfig, load_variant
+from rig.drivers.programmers.ipecmd import Ipecmd
 from rig.errors import InfrastructureError
-from rig.programmers.ipecmd import Ipecmd
 from rig.sim import programmer
 from rig.sim.board import BoardClient
 from rig.sim.image import build_image, flash_from_hex

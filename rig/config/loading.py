@@ -1,0 +1,192 @@
+"""Loading bench and variant files: validated models with their source, provider variables, cross-checks.
+
+A bench may be *provided*: a command brings it up (a simulated bench, a bench behind a power switch)
+and writes an environment file whose values the bench file references as `${VAR}`. Every problem is
+reported as a `ConfigError` line naming the file, the line and the key path.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from rig.config.files import SourceFile, read_yaml, validation_problems
+from rig.config.models import BenchConfig, VariantConfig
+from rig.errors import ConfigError
+
+DEFAULT_BENCH = Path("benches/sim.yaml")
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Loaded(Generic[T]):
+    """A validated model together with the file it came from (for later error messages)."""
+
+    def __init__(self, model: T, source: SourceFile) -> None:
+        self.model = model
+        self.source = source
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+
+def allowed_keys(cls: type[BaseModel], key: tuple[str | int, ...]) -> list[str]:
+    """The keys a file may have at `key` (a mapping's path), by walking the models' annotations."""
+    current: Any = cls
+    for part in key:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` → X, `Annotated[X, …]` → X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+def _validate(cls: type[T], source: SourceFile) -> T:
+    try:
+        return cls.model_validate(source.data, context={"base_dir": source.path.resolve().parent})
+    except ValidationError as exc:
+        problems = validation_problems(source, exc, lambda key: allowed_keys(cls, key))
+        raise ConfigError(problems[0], problems=problems) from None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=VALUE` lines (as a provider writes them); blank lines and `#` comments ignored."""
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def bench_env(path: Path, base_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a bench file is read with: the process's, plus its provider's env file if present."""
+    env = dict(os.environ if base_env is None else base_env)
+    first = read_yaml(path, {**env, **_PERMISSIVE})
+    provider = first.data.get("provider") if isinstance(first.data, dict) else None
+    if isinstance(provider, dict) and isinstance(provider.get("env_file"), str):
+        env_file = Path(provider["env_file"]).expanduser()
+        if not env_file.is_absolute():
+            env_file = path.resolve().parent / env_file
+        if env_file.is_file():
+            env.update(read_env_file(env_file))
+    return env
+
+
+class _Permissive(dict[str, str]):
+    """An env that never reports a variable missing: used only to find the provider section."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+_PERMISSIVE = _Permissive()
+
+
+def load_bench(path: Path | str) -> Loaded[BenchConfig]:
+    """Read and validate a bench file; raises ConfigError listing every problem."""
+    path = Path(path)
+    source = read_yaml(path, bench_env(path))
+    return Loaded(_validate(BenchConfig, source), source)
+
+
+def load_variant(path: Path | str) -> Loaded[VariantConfig]:
+    """Read and validate a variant file; raises ConfigError listing every problem."""
+    path = Path(path)
+    source = read_yaml(path)
+    variant = _validate(VariantConfig, source)
+    if variant.name != path.stem:
+        raise ConfigError(
+            source.problem(("name",), f"expected {path.stem!r} (the file's name), found {variant.name!r}")
+        )
+    return Loaded(variant, source)
+
+
+def check_expectations(variant: Loaded[VariantConfig], bench: Loaded[BenchConfig]) -> list[str]:
+    """Problems with a variant's `expect` against a bench: path names the bench does not have."""
+    problems = []
+    known = list(bench.model.paths)
+    for name in variant.model.expect:
+        if name != "*" and name not in known:
+            problems.append(
+                variant.source.problem(
+                    ("expect", name),
+                    f"unknown path {name!r} — the bench {bench.source.display} has paths: {', '.join(known)}",
+                )
+            )
+    return problems
+
+
+def load_variants(folder: Path | str) -> list[Loaded[VariantConfig]]:
+    """Every `*.yaml` in `folder`, sorted by name; all problems of all files in one ConfigError."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder of variant files — check --firmware-dir")
+    loaded, problems = [], []
+    for file in sorted(folder.glob("*.yaml")):
+        try:
+            loaded.append(load_variant(file))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems[0], problems=problems)
+    if not loaded:
+        raise ConfigError(f"{folder}: no variant files (*.yaml) found")
+    return loaded
+
+
+def kind_of(path: Path) -> Literal["bench", "variant"]:
+    """Tell a bench file from a variant file by its top-level keys (falls back on the folder name)."""
+    try:
+        source = read_yaml(path, _PERMISSIVE)
+    except ConfigError:
+        return "variant" if path.parent.name == "firmware_configs" else "bench"
+    keys = set(source.data)
+    if keys & {"dut", "paths", "programmer", "ssh_hosts"}:
+        return "bench"
+    if keys & {"build", "image", "expect"}:
+        return "variant"
+    return "variant" if path.parent.name == "firmware_configs" else "bench"
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schemas of both file kinds, for editors (yaml-language-server)."""
+    return {
+        "bench": BenchConfig.model_json_schema(),
+        "variant": VariantConfig.model_json_schema(),
+    }

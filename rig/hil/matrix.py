@@ -1,0 +1,270 @@
+"""The matrix: which cells a run has, in which order, and running one with a retry for bench problems.
+
+Order: the bench programs a variant once and switches paths as rarely as it can. Cells are grouped by
+variant, in file order (the bench skips programming a variant its DUT already runs), and within a
+variant the paths snake: each variant starts on the path the previous one ended on (the first on the
+baseline, where the bench starts) — except that paths the variant is expected to pass on come before those it is expected
+to fail on, so that a failing attempt can be compared live with its variant's passing one. Repeats of
+a cell run back to back. So a run of V variants on P paths programs V times and switches paths at most
+V × P times (V × (P − 1) when no variant has mixed expectations).
+
+A `Cell` is what a HIL test gets: `prepare()` then `handshake()`. A bench problem in either (an
+`InfrastructureError`) ends that attempt as `error` in `cells.jsonl` and the cell is tried once more
+from the start (image, path, reset); a second bench problem propagates and makes the test an error.
+The record of the final attempt is written by the caller, which knows the outcome (the pytest plugin
+from the test's report, `rig gate` from the expectation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from rig.config import Expectation, Loaded, VariantConfig
+from rig.errors import InfrastructureError
+from rig.hil.attempt import Attempt, AttemptResult, CellBench, stall_after_s, time_budget_s
+from rig.report.comparison import Side, write_comparison
+from rig.report.evidence import RunFolder
+from rig.report.records import AttemptRecord, Outcome, cell_id
+
+
+@dataclass(frozen=True, eq=False)
+class CellSpec:
+    """One cell (variant × path) and which repeat of it this is."""
+
+    variant: Loaded[VariantConfig]
+    path: str
+    repeat: int = 1
+    repeats: int = 1
+
+    @property
+    def name(self) -> str:
+        return self.variant.model.name
+
+    @property
+    def id(self) -> str:
+        """The test id: `tcp-rx-1024-satellite`, with `-r2` for repeats when there are several."""
+        base = cell_id(self.name, self.path)
+        return f"{base}-r{self.repeat}" if self.repeats > 1 else base
+
+    @property
+    def expectation(self) -> Expectation:
+        return self.variant.model.expectation(self.path)
+
+    def __repr__(self) -> str:  # shown as the test's parameter (pytest -v, allure)
+        return self.id
+
+
+T = TypeVar("T")
+
+
+def plan(variants: Sequence[Loaded[VariantConfig]], paths: Sequence[str], repeat: int = 1) -> list[CellSpec]:
+    """Every variant × path × repeat, in file order (order them with `order_cells`)."""
+    return [
+        CellSpec(variant, path, r, repeat)
+        for variant in variants
+        for path in paths
+        for r in range(1, repeat + 1)
+    ]
+
+
+def order_cells(
+    items: Iterable[T],
+    spec_of: Callable[[T], CellSpec],
+    *,
+    paths: Sequence[str],
+    baseline: str,
+) -> list[T]:
+    """Items (cells, or test items carrying one) in run order: variant-grouped, paths snaking."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(spec_of(item).name, []).append(item)
+    ordered: list[T] = []
+    current = baseline
+    rank = {p: i for i, p in enumerate(paths)}
+    for members in groups.values():
+        used = list(dict.fromkeys(spec_of(m).path for m in members))
+        expected_fail = {spec_of(m).path for m in members if spec_of(m).expectation.outcome == "fail"}
+        # Paths expected to pass first (their attempt is the reference a failing one is compared
+        # with, live), then where the bench already is, then the bench file's order.
+        used.sort(key=lambda p: (p in expected_fail, p != current, rank.get(p, len(rank))))
+        for path in used:
+            ordered.extend(
+                sorted((m for m in members if spec_of(m).path == path), key=lambda m: spec_of(m).repeat)
+            )
+        if used:
+            current = used[-1]
+    return ordered
+
+
+def expected_outcome(spec: CellSpec, result: AttemptResult | None, infrastructure: bool) -> Outcome:
+    """passed | failed | xfailed | xpassed | error for an attempt judged against the variant's `expect`."""
+    if infrastructure or result is None or result.verdict == "error":
+        return "error"
+    expectation = spec.expectation
+    if expectation.outcome == "pass":
+        return "passed" if result.completed else "failed"
+    if result.completed:
+        return "xpassed"
+    return "xfailed" if result.category == expectation.category else "failed"
+
+
+class Cell:
+    """A cell ready to run in a test: `prepare()` (the fixture), then `handshake()` (the test)."""
+
+    def __init__(
+        self,
+        spec: CellSpec,
+        bench: CellBench,
+        run: RunFolder,
+        attempt_number: Callable[[str], int],
+        *,
+        retries: int = 1,
+    ) -> None:
+        self.spec = spec
+        self.bench = bench
+        self.run = run
+        self._attempt_number = attempt_number
+        self.retries_left = retries
+        self.attempt: Attempt | None = None
+        self.records: list[AttemptRecord] = []
+        path = bench.config.paths[spec.path]
+        self.stall_after_s = stall_after_s(bench.config.timeouts, path)
+        self.time_budget_s = time_budget_s(bench.config.timeouts, path)
+
+    @property
+    def result(self) -> AttemptResult | None:
+        return self.attempt.result if self.attempt is not None else None
+
+    def prepare(self) -> None:
+        """Image on the DUT, path selected, capture running, DUT reset (one retry on a bench problem)."""
+        while True:
+            self.attempt = self._new_attempt()
+            try:
+                self.attempt.prepare()
+                return
+            except InfrastructureError as exc:
+                if not self._retry_after(exc):
+                    raise
+
+    def handshake(self) -> AttemptResult:
+        """Watch the DUT to its verdict; on a bench problem, redo the attempt once from the start."""
+        if self.attempt is None:
+            self.prepare()
+        assert self.attempt is not None
+        while True:
+            try:
+                result = self.attempt.watch()
+                self.attempt.close()
+                return result
+            except InfrastructureError as exc:
+                if not self._retry_after(exc):
+                    raise
+                self.prepare()
+
+    def _new_attempt(self) -> Attempt:
+        number = self._attempt_number(cell_id(self.spec.name, self.spec.path))
+        folder = self.run.attempt_dir(self.spec.name, self.spec.path, number)
+        return Attempt(self.bench, self.spec.variant, self.spec.path, number, folder)
+
+    def _retry_after(self, exc: InfrastructureError) -> bool:
+        """Record the failed attempt as `error`; True when a retry is left (and used)."""
+        assert self.attempt is not None
+        self.attempt.fail_with_bench_problem(exc)
+        if self.retries_left <= 0:
+            return False
+        self.retries_left -= 1
+        self.attempt.close()
+        self.write_record("error")
+        return True
+
+    def write_record(self, outcome: Outcome) -> AttemptRecord:
+        """Append the current attempt's record with `outcome` to the run's `cells.jsonl`."""
+        assert self.attempt is not None
+        result = self.attempt.result
+        record = AttemptRecord(
+            variant=self.spec.name,
+            path=self.spec.path,
+            attempt=result.attempt,
+            outcome=outcome,
+            verdict=None if outcome == "error" else result.verdict,
+            category=result.category,
+            last_state=result.last_state,
+            error=result.error,
+            seconds=result.seconds,
+            programmed=result.programmed,
+            evidence=str(result.folder),
+            repeat=self.spec.repeat,
+            ciphersuite=result.ciphersuite,
+            summary=result.summary,
+            started=result.started,
+        )
+        self.run.cells.append(record)
+        self.records.append(record)
+        return record
+
+    def close(self) -> None:
+        """Finish the current attempt (capture, subscription, diagnosis.json); safe to call twice."""
+        if self.attempt is not None:
+            self.attempt.close()
+
+
+class Comparisons:
+    """A failing attempt compared with the run's passing attempt of the same variant (chart and diff).
+
+    When the failing attempt comes first, it gets a one-sided chart at once and the comparison as soon
+    as a passing attempt of its variant arrives; `add` then returns what it wrote, with a title.
+    """
+
+    def __init__(self) -> None:
+        self.passing: dict[str, AttemptResult] = {}  # variant → its first completed attempt
+        self.waiting: dict[str, list[AttemptResult]] = {}  # variant → failing attempts without one
+
+    def add(self, result: AttemptResult) -> list[tuple[str, list[Path]]]:
+        """Take a finished attempt; returns (title, files) of comparisons written late because of it."""
+        if result.parser is None or result.verdict in ("error", "not run"):
+            return []
+        if result.completed:
+            self.passing.setdefault(result.variant, result)
+            late = []
+            for failing in self.waiting.pop(result.variant, []):
+                title = f"{cell_id(failing.variant, failing.path)} attempt {failing.attempt} vs this"
+                late.append((title, _compare(failing, result)))
+            return late
+        reference = self.passing.get(result.variant)
+        _compare(result, reference)
+        if reference is None:
+            self.waiting.setdefault(result.variant, []).append(result)
+        return []
+
+
+def _compare(failing: AttemptResult, reference: AttemptResult | None) -> list[Path]:
+    title = f"{failing.variant}: {failing.path} ({failing.verdict}) beside " + (
+        f"{reference.path} (completed)" if reference is not None else "no passing attempt in this run (yet)"
+    )
+    return write_comparison(
+        failing.folder, _side(failing), _side(reference) if reference is not None else None, title=title
+    )
+
+
+def _side(result: AttemptResult) -> Side:
+    assert result.parser is not None
+    label = f"{cell_id(result.variant, result.path)} attempt {result.attempt}"
+    verdict = result.verdict
+    if not result.completed and result.last_state:
+        verdict += f" at {result.last_state}"
+    verdict += f" after {result.seconds.reset_to_verdict:.1f} s"
+    return Side(label, result.parser.trace, verdict, result.verdict_time)
+
+
+class AttemptCounter:
+    """Numbers attempts per cell across repeats and retries: 1, 2, 3…"""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, cell: str) -> int:
+        self._counts[cell] = self._counts.get(cell, 0) + 1
+        return self._counts[cell]
