@@ -33,6 +33,7 @@ system-deps:
 lint: $(STAMP)
 	$(BIN)/ruff check rig tests $(wildcard tests_hil) conftest.py
 	$(BIN)/ruff format --check rig tests $(wildcard tests_hil) conftest.py
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy rig
