@@ -9,6 +9,8 @@ The CLI turns them into one or more lines on stderr and an exit code that tells 
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 
 class RigError(Exception):
     """Base of every error the rig raises on purpose; `exit_code` is what the CLI exits with."""
@@ -40,3 +42,29 @@ class FirmwareFailure(RigError):
     """The device under test did the wrong thing: a handshake failed or stalled."""
 
     exit_code = 1
+
+
+class HandshakeFailed(FirmwareFailure, AssertionError):
+    """The DUT did not complete its handshake and MQTT session; the message is the diagnosis summary.
+
+    Raised as the subclass of the diagnosis category, `HandshakeFailed_<category>` (`of(category)`), so
+    that pytest's strict xfail can expect exactly one category. Also an AssertionError: reports (allure)
+    show it as a failed test, not a broken one.
+    """
+
+    category: ClassVar[str] = "other"
+    _by_category: ClassVar[dict[str, type[HandshakeFailed]]] = {}
+
+    def __init__(self, message: str, *, diagnosis: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.diagnosis = diagnosis or {}
+
+    @classmethod
+    def of(cls, category: str | None) -> type[HandshakeFailed]:
+        """The class raised for a handshake that ended in `category` (the same class at every call)."""
+        name = category if category and category.isidentifier() else "other"
+        if name not in cls._by_category:
+            cls._by_category[name] = type(
+                f"HandshakeFailed_{name}", (HandshakeFailed,), {"category": name, "__module__": __name__}
+            )
+        return cls._by_category[name]

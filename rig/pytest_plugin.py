@@ -31,8 +31,8 @@ import pytest
 from rich.console import Console
 
 from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_bench, load_variants
-from rig.errors import ConfigError, InfrastructureError
-from rig.hil.attempt import CellBench, failure_type
+from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
+from rig.hil.attempt import CellBench
 from rig.hil.matrix import AttemptCounter, Cell, CellSpec, Comparisons, order_cells, plan
 from rig.report.attachments import attach_attempt, attach_files, label_cell
 from rig.report.evidence import RunFolder, write_json
@@ -174,7 +174,7 @@ def _marks(spec: CellSpec) -> list[pytest.MarkDecorator]:
         marks.append(
             pytest.mark.xfail(
                 strict=True,
-                raises=failure_type(expectation.category),
+                raises=HandshakeFailed.of(expectation.category),
                 reason=f"{spec.variant.source.display}: expect.{spec.path} = fail {expectation.category}",
             )
         )
@@ -281,7 +281,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     if (report.when == "setup" and report.failed) or report.when == "call":
         outcome = _outcome(report, infrastructure)
-        result = the_cell.attempt.result
+        result = the_cell.attempt.record
         if outcome == "error" and result.verdict != "error" and call.excinfo is not None:
             the_cell.attempt.fail_with_bench_problem(call.excinfo.value)  # e.g. the image file is missing
         _add_comparison(item.config.stash[STATE_KEY], the_cell)
@@ -306,10 +306,9 @@ def _outcome(report: pytest.TestReport, infrastructure: bool) -> Outcome:
 
 def _add_comparison(state: RigState, the_cell: Cell) -> None:
     """Chart and diff for a failing attempt; late comparisons are attached to this (passing) test."""
-    result = the_cell.result
-    if result is None:
+    if the_cell.attempt is None:
         return
-    for title, written in state.comparisons.add(result):
+    for title, written in state.comparisons.add(the_cell.attempt):
         attach_files(written, title)
 
 

@@ -78,7 +78,8 @@ def run_gate(
                     err_console.print(f"[magenta]error:[/] {spec.id}: {exc}")
                     break
                 image_sha = result.image_sha256 or image_sha
-                comparisons.add(result)  # a failing attempt gets its timeline chart and diff
+                if cell.attempt is not None:  # a failing attempt gets its timeline chart and diff
+                    comparisons.add(cell.attempt)
                 record = cell.write_record(expected_outcome(spec, result, infrastructure=False))
                 style = "green" if result.completed else "bold red"
                 console.print(

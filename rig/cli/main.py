@@ -8,24 +8,17 @@ the user for a problem the rig knows about.
 from __future__ import annotations
 
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
 from rich.console import Console
 
+from rig import __version__
 from rig.cli import bench, config, gate, logs
 from rig.errors import RigError
 from rig.sim import cli as sim_cli
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _package_version() -> str:
-    try:
-        return version("rig")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class RigGroup(click.Group):
@@ -41,7 +34,7 @@ class RigGroup(click.Group):
 
 
 @click.group(cls=RigGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(_package_version(), "--version", prog_name="rig")
+@click.version_option(__version__, "--version", prog_name="rig")
 def main() -> None:
     """Hardware-in-the-loop rig for the hub: firmware variants × network paths × the TLS handshake.
 

@@ -25,8 +25,9 @@ banner (`dut.banner_sha256`), whose image sha256 must be the programmed one; a D
 is judged from the reset on once `timeouts.boot_s` has passed.
 
 Bench problems (programmer, UART, router, cloud) raise `InfrastructureError`; they are never turned into
-a verdict. A firmware verdict other than completed becomes `HandshakeFailed` (a `FirmwareFailure` whose
-class names the diagnosis category, so pytest's strict xfail can expect exactly that category).
+a verdict. The attempt's record (`rig.report.records.AttemptRecord`) is filled as it goes; a firmware
+verdict other than completed is raised by `record.raise_for_failure()` as `rig.errors.HandshakeFailed`
+(a `FirmwareFailure` whose class names the diagnosis category, so pytest's strict xfail can expect exactly that category).
 """
 
 from __future__ import annotations
@@ -36,19 +37,18 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rig import __version__
 from rig.config import BenchConfig, Loaded, PathConfig, TimeoutsConfig, VariantConfig
 from rig.drivers.programmers import ProgramResult
 from rig.drivers.uart.port import UartLine
-from rig.errors import FirmwareFailure, InfrastructureError
+from rig.errors import InfrastructureError
 from rig.mbedtls import Diagnosis, LogParser, diagnose_parser
-from rig.mbedtls.categories import CATEGORIES
 from rig.report import evidence as files
 from rig.report.evidence import write_json
-from rig.report.records import Seconds, cell_id
+from rig.report.records import AttemptRecord, Verdict, cell_id
 
 log = logging.getLogger(__name__)
 
@@ -72,35 +72,6 @@ def stall_after_s(timeouts: TimeoutsConfig, path: PathConfig) -> float:
 def time_budget_s(timeouts: TimeoutsConfig, path: PathConfig) -> float:
     """How long reset → MQTT session may take on `path`: boot, then BUDGET_RTTS round trips."""
     return timeouts.boot_s + BUDGET_RTTS * path.rtt_ms / 1000.0
-
-
-# ----------------------------------------------------------------------------------------- failures
-
-
-class HandshakeFailed(FirmwareFailure, AssertionError):
-    """The DUT did not complete its handshake and MQTT session; the message is the diagnosis summary.
-
-    Also an AssertionError: reports (allure) show it as a failed test, not a broken one.
-    """
-
-    category = "other"
-
-    def __init__(self, message: str, *, diagnosis: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.diagnosis = diagnosis or {}
-
-
-def _failure_class(category: str) -> type[HandshakeFailed]:
-    name = "HandshakeFailed_" + category
-    return type(name, (HandshakeFailed,), {"category": category, "__module__": __name__})
-
-
-FAILURES: dict[str, type[HandshakeFailed]] = {c: _failure_class(c) for c in CATEGORIES}
-
-
-def failure_type(category: str) -> type[HandshakeFailed]:
-    """The exception class raised for a handshake that ended in `category` (for `xfail(raises=…)`)."""
-    return FAILURES.get(category, FAILURES["other"])
 
 
 # ----------------------------------------------------------------------------------------- the bench
@@ -145,43 +116,6 @@ class CellBench(Protocol):
         ...
 
 
-# ----------------------------------------------------------------------------------------- results
-
-
-@dataclass
-class AttemptResult:
-    """What one attempt found: the verdict, its diagnosis, its times and where its evidence is."""
-
-    variant: str
-    path: str
-    attempt: int
-    folder: Path
-    verdict: str = "not run"  # completed | failed | stalled | timeout | incomplete | error
-    diagnosis: dict[str, Any] = field(default_factory=dict)
-    summary: str = ""
-    category: str | None = None
-    last_state: str | None = None
-    error: str | None = None  # the firmware's Mbed TLS error, or the bench problem for `error`
-    ciphersuite: str | None = None
-    mqtt_connected: bool = False
-    cloud_connected: bool | None = None
-    programmed: bool = False
-    image_sha256: str | None = None
-    seconds: Seconds = field(default_factory=Seconds)
-    started: float = field(default_factory=time.time)
-    verdict_time: float | None = None  # host monotonic time the verdict was reached
-    parser: LogParser | None = None
-
-    @property
-    def completed(self) -> bool:
-        return self.verdict == "completed"
-
-    def raise_for_failure(self) -> None:
-        """Raise `HandshakeFailed` (of the diagnosis category's class) unless the attempt completed."""
-        if not self.completed:
-            raise failure_type(self.category or "other")(self.summary, diagnosis=self.diagnosis)
-
-
 # ----------------------------------------------------------------------------------------- one attempt
 
 
@@ -199,12 +133,25 @@ class Attempt:
         path: str,
         attempt: int,
         folder: Path,
+        *,
+        repeat: int = 1,
     ) -> None:
         self.bench = bench
         self.variant = variant.model
         self.path_name = path
         self.path = bench.config.paths[path]
-        self.result = AttemptResult(variant=self.variant.name, path=path, attempt=attempt, folder=folder)
+        self.record = AttemptRecord(
+            variant=self.variant.name,
+            path=path,
+            attempt=attempt,
+            repeat=repeat,
+            evidence=str(folder),
+            started=time.time(),
+            rig_version=__version__,
+            stall_after_s=stall_after_s(bench.config.timeouts, self.path),
+        )
+        self.parser: LogParser | None = None  # the live parser of the boot being judged
+        self.verdict_time: float | None = None  # host monotonic time the verdict was reached
         self._stack = ExitStack()
         self._lines: LineSource | None = None
         self._reset_at: float | None = None
@@ -218,9 +165,9 @@ class Attempt:
 
     def prepare(self) -> None:
         """Image on the DUT, path selected, recording and capture running, DUT reset."""
-        folder = self.result.folder
+        folder = self.record.folder
         self.bench.attach(folder)
-        self.bench.emit("attempt_started", cell=self.id, attempt=self.result.attempt)
+        self.bench.emit("attempt_started", cell=self.id, attempt=self.record.attempt)
         # Subscribed from the start: the UART's quiet before the reset is then measured across the
         # programming and the path switch, and the first boot line after the reset cannot be missed.
         self._lines = lines = self.bench.subscribe()
@@ -228,17 +175,17 @@ class Attempt:
         subscribed = time.monotonic()
         started = time.monotonic()
         program = self.bench.ensure_image(self.variant, folder / files.PROGRAMMER_DIR)
-        self.result.seconds.program = time.monotonic() - started
-        self.result.programmed = program.ok and not program.skipped
-        self.result.image_sha256 = program.image_sha256
+        self.record.seconds.program = time.monotonic() - started
+        self.record.programmed = program.ok and not program.skipped
+        self.record.image_sha256 = program.image_sha256
         started = time.monotonic()
         self.bench.select_path(self.path_name)
-        self.result.seconds.path = time.monotonic() - started
+        self.record.seconds.path = time.monotonic() - started
         if self.bench.config.capture is not None:
             self._stack.enter_context(self.bench.capture(folder / files.CAPTURE))
         started = time.monotonic()
         self._settle(lines, subscribed)
-        self.result.seconds.settle = time.monotonic() - started
+        self.record.seconds.settle = time.monotonic() - started
         self._reset_at = time.monotonic()
         self._reset_wall = time.time()
         self.bench.reset_dut()
@@ -269,8 +216,8 @@ class Attempt:
             "uart_settled", lines=drained, quiet=quiet, seconds=round(time.monotonic() - started, 3)
         )
 
-    def watch(self) -> AttemptResult:
-        """Feed the UART into the parser until the outcome is known; fill and return the result."""
+    def watch(self) -> AttemptRecord:
+        """Feed the UART into the parser until the outcome is known; fill and return the record."""
         if self._lines is None or self._reset_at is None:
             raise RuntimeError("Attempt.watch() before prepare()")
         timeouts = self.bench.config.timeouts
@@ -280,9 +227,9 @@ class Attempt:
         banner = re.compile(self.bench.config.dut.banner_sha256)
         booted = False  # the boot banner after the reset was seen: judge from there on
         parser = LogParser()
-        self.result.parser = parser
+        self.parser = parser
         diagnosis: Diagnosis | None = None
-        verdict = "timeout"
+        verdict: Verdict = "timeout"
         for now, line in _lines_until(self._lines, deadline):
             if line is not None:
                 if found := banner.search(line.text):
@@ -290,12 +237,12 @@ class Attempt:
                     booted = True
                     self._check_image(found)
                     parser = LogParser()
-                    self.result.parser = parser
-                    self.result.mqtt_connected = False
+                    self.parser = parser
+                    self.record.mqtt_connected = False
                     self._suite_seen = None
                 parser.feed(line.text, host_time=line.mono)
                 if mqtt.search(line.text):
-                    self.result.mqtt_connected = True
+                    self.record.mqtt_connected = True
                 if self._suite_seen is None and (suite := SUITE_NAME.search(line.text)):
                     self._suite_seen = suite.group(0)
             if not booted and now - self._reset_at < timeouts.boot_s:
@@ -304,7 +251,7 @@ class Attempt:
             if diagnosis.outcome in ("failed", "stalled"):
                 verdict = diagnosis.outcome
                 break
-            if diagnosis.outcome == "completed" and self.result.mqtt_connected:
+            if diagnosis.outcome == "completed" and self.record.mqtt_connected:
                 verdict = "completed"
                 break
         else:
@@ -313,26 +260,26 @@ class Attempt:
                 verdict = "incomplete"  # handshake over but the MQTT session line never came
             elif diagnosis.outcome in ("failed", "stalled"):
                 verdict = diagnosis.outcome  # reached on the very last poll before the deadline
-        self.result.verdict_time = time.monotonic()
-        self.result.seconds.reset_to_verdict = self.result.verdict_time - self._reset_at
+        self.verdict_time = time.monotonic()
+        self.record.seconds.reset_to_verdict = self.verdict_time - self._reset_at
         if verdict == "completed":
             self._confirm_with_cloud(deadline)
         self._fill(verdict, diagnosis)
         self.bench.emit(
             "verdict",
             cell=self.id,
-            verdict=self.result.verdict,
-            category=self.result.category,
-            last_state=self.result.last_state,
-            seconds=round(self.result.seconds.reset_to_verdict, 3),
-            summary=self.result.summary,
+            verdict=self.record.verdict,
+            category=self.record.category,
+            last_state=self.record.last_state,
+            seconds=round(self.record.seconds.reset_to_verdict, 3),
+            summary=self.record.summary,
         )
-        return self.result
+        return self.record
 
     def _check_image(self, banner: re.Match[str]) -> None:
         """The booting DUT's banner must name the image this attempt put on it."""
         running = banner.group(1).lower() if banner.groups() and banner.group(1) else None
-        wanted = (self.result.image_sha256 or "").lower()
+        wanted = (self.record.image_sha256 or "").lower()
         if running and wanted and running != wanted:
             raise InfrastructureError(
                 f"{self.id}: the DUT booted image sha256 {running} but {wanted} ({self.variant.name}) was "
@@ -343,46 +290,46 @@ class Attempt:
         assert self._reset_wall is not None
         remaining = max(1.0, min(CLOUD_CONFIRM_S, deadline - time.monotonic()))
         seen = self.bench.wait_cloud_connected(remaining, self._reset_wall)
-        self.result.cloud_connected = seen
+        self.record.cloud_connected = seen
         if seen is False:
             raise InfrastructureError(
                 f"{self.id}: the DUT printed its MQTT session line but the cloud's lifecycle events did not "
                 f"report client `{self.bench.config.dut.client_id}` connected within {remaining:.0f} s — "
                 "check cloud.events (broker, certificates, topic permissions)"
             )
-        self.result.seconds.reset_to_verdict = time.monotonic() - (self._reset_at or 0.0)
+        self.record.seconds.reset_to_verdict = time.monotonic() - (self._reset_at or 0.0)
 
-    def _fill(self, verdict: str, diagnosis: Diagnosis | None) -> None:
-        result = self.result
-        result.verdict = verdict
+    def _fill(self, verdict: Verdict, diagnosis: Diagnosis | None) -> None:
+        record = self.record
+        record.verdict = verdict
         if diagnosis is None:
-            result.summary = (
+            record.summary = (
                 f"{self.id}: no UART line within {self.bench.config.timeouts.cell_s:g} s of the reset"
             )
-            result.category = "timeout"
+            record.category = "timeout"
             return
-        result.diagnosis = diagnosis.to_json()
-        result.category = diagnosis.category
-        result.last_state = state_name(diagnosis.last_state)
-        result.error = error_text(diagnosis.error)
-        result.ciphersuite = diagnosis.ciphersuite or self._suite_seen
-        result.summary = diagnosis.summary
+        record.diagnosis = diagnosis.to_json()
+        record.category = diagnosis.category
+        record.last_state = state_name(diagnosis.last_state)
+        record.error = error_text(diagnosis.error)
+        record.ciphersuite = diagnosis.ciphersuite or self._suite_seen
+        record.summary = diagnosis.summary
         if verdict == "timeout":
-            result.category = diagnosis.category if diagnosis.category != "completed" else "timeout"
-            result.summary = f"no verdict within timeouts.cell_s = {self.bench.config.timeouts.cell_s:g} s: {diagnosis.summary}"
+            record.category = diagnosis.category if diagnosis.category != "completed" else "timeout"
+            record.summary = f"no verdict within timeouts.cell_s = {self.bench.config.timeouts.cell_s:g} s: {diagnosis.summary}"
         elif verdict == "incomplete":
-            result.category = "other"
-            result.summary = (
+            record.category = "other"
+            record.summary = (
                 f"the handshake completed but the DUT never printed its MQTT session line "
                 f"(dut.mqtt_connected: {self.bench.config.dut.mqtt_connected!r})"
             )
 
     def fail_with_bench_problem(self, exc: BaseException) -> None:
         """Mark this attempt as not judged because of `exc` (a bench problem, or bad input)."""
-        self.result.verdict = "error"
-        self.result.category = None
-        self.result.error = str(exc)
-        self.result.summary = f"bench problem: {exc}"
+        self.record.verdict = "error"
+        self.record.category = None
+        self.record.error = str(exc)
+        self.record.summary = f"bench problem: {exc}"
         self.bench.emit("bench_problem", cell=self.id, error=str(exc))
 
     def close(self) -> None:
@@ -393,27 +340,8 @@ class Attempt:
         try:
             self._stack.close()
         finally:
-            write_json(self.result.folder / files.DIAGNOSIS, self.summary_json())
+            write_json(self.record.folder / files.DIAGNOSIS, self.record.evidence_json())
             self.bench.attach(None)
-
-    def summary_json(self) -> dict[str, Any]:
-        result = self.result
-        return {
-            "cell": self.id,
-            "attempt": result.attempt,
-            "verdict": result.verdict,
-            "summary": result.summary,
-            "category": result.category,
-            "last_state": result.last_state,
-            "error": result.error,
-            "ciphersuite": result.ciphersuite,
-            "mqtt_connected": result.mqtt_connected,
-            "cloud_connected": result.cloud_connected,
-            "image_sha256": result.image_sha256,
-            "stall_after_s": stall_after_s(self.bench.config.timeouts, self.path),
-            "seconds": vars(result.seconds),
-            "diagnosis": result.diagnosis,
-        }
 
 
 def state_name(state: dict[str, Any] | None) -> str | None:

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from rig.config import Expectation, Loaded, VariantConfig
 from rig.errors import InfrastructureError
-from rig.hil.attempt import Attempt, AttemptResult, CellBench, stall_after_s, time_budget_s
+from rig.hil.attempt import Attempt, CellBench, stall_after_s, time_budget_s
 from rig.report.comparison import Side, write_comparison
 from rig.report.evidence import RunFolder
 from rig.report.records import AttemptRecord, Outcome, cell_id
@@ -99,7 +99,7 @@ def order_cells(
     return ordered
 
 
-def expected_outcome(spec: CellSpec, result: AttemptResult | None, infrastructure: bool) -> Outcome:
+def expected_outcome(spec: CellSpec, result: AttemptRecord | None, infrastructure: bool) -> Outcome:
     """passed | failed | xfailed | xpassed | error for an attempt judged against the variant's `expect`."""
     if infrastructure or result is None or result.verdict == "error":
         return "error"
@@ -135,8 +135,9 @@ class Cell:
         self.time_budget_s = time_budget_s(bench.config.timeouts, path)
 
     @property
-    def result(self) -> AttemptResult | None:
-        return self.attempt.result if self.attempt is not None else None
+    def result(self) -> AttemptRecord | None:
+        """The record of the current attempt (None before the first one starts)."""
+        return self.attempt.record if self.attempt is not None else None
 
     def prepare(self) -> None:
         """Image on the DUT, path selected, capture running, DUT reset (one retry on a bench problem)."""
@@ -149,7 +150,7 @@ class Cell:
                 if not self._retry_after(exc):
                     raise
 
-    def handshake(self) -> AttemptResult:
+    def handshake(self) -> AttemptRecord:
         """Watch the DUT to its verdict; on a bench problem, redo the attempt once from the start."""
         if self.attempt is None:
             self.prepare()
@@ -167,7 +168,7 @@ class Cell:
     def _new_attempt(self) -> Attempt:
         number = self._attempt_number(cell_id(self.spec.name, self.spec.path))
         folder = self.run.attempt_dir(self.spec.name, self.spec.path, number)
-        return Attempt(self.bench, self.spec.variant, self.spec.path, number, folder)
+        return Attempt(self.bench, self.spec.variant, self.spec.path, number, folder, repeat=self.spec.repeat)
 
     def _retry_after(self, exc: InfrastructureError) -> bool:
         """Record the failed attempt as `error`; True when a retry is left (and used)."""
@@ -181,26 +182,10 @@ class Cell:
         return True
 
     def write_record(self, outcome: Outcome) -> AttemptRecord:
-        """Append the current attempt's record with `outcome` to the run's `cells.jsonl`."""
+        """Append the current attempt's record, judged `outcome`, to the run's `cells.jsonl`."""
         assert self.attempt is not None
-        result = self.attempt.result
-        record = AttemptRecord(
-            variant=self.spec.name,
-            path=self.spec.path,
-            attempt=result.attempt,
-            outcome=outcome,
-            verdict=None if outcome == "error" else result.verdict,
-            category=result.category,
-            last_state=result.last_state,
-            error=result.error,
-            seconds=result.seconds,
-            programmed=result.programmed,
-            evidence=str(result.folder),
-            repeat=self.spec.repeat,
-            ciphersuite=result.ciphersuite,
-            summary=result.summary,
-            started=result.started,
-        )
+        record = self.attempt.record
+        record.outcome = outcome
         self.run.cells.append(record)
         self.records.append(record)
         return record
@@ -219,44 +204,49 @@ class Comparisons:
     """
 
     def __init__(self) -> None:
-        self.passing: dict[str, AttemptResult] = {}  # variant → its first completed attempt
-        self.waiting: dict[str, list[AttemptResult]] = {}  # variant → failing attempts without one
+        self.passing: dict[str, Attempt] = {}  # variant → its first completed attempt
+        self.waiting: dict[str, list[Attempt]] = {}  # variant → failing attempts without one
 
-    def add(self, result: AttemptResult) -> list[tuple[str, list[Path]]]:
+    def add(self, attempt: Attempt) -> list[tuple[str, list[Path]]]:
         """Take a finished attempt; returns (title, files) of comparisons written late because of it."""
-        if result.parser is None or result.verdict in ("error", "not run"):
+        record = attempt.record
+        if attempt.parser is None or record.verdict in ("error", "not run", None):
             return []
-        if result.completed:
-            self.passing.setdefault(result.variant, result)
+        if record.completed:
+            self.passing.setdefault(record.variant, attempt)
             late = []
-            for failing in self.waiting.pop(result.variant, []):
-                title = f"{cell_id(failing.variant, failing.path)} attempt {failing.attempt} vs this"
-                late.append((title, _compare(failing, result)))
+            for failing in self.waiting.pop(record.variant, []):
+                title = f"{failing.record.cell} attempt {failing.record.attempt} vs this"
+                late.append((title, _compare(failing, attempt)))
             return late
-        reference = self.passing.get(result.variant)
-        _compare(result, reference)
+        reference = self.passing.get(record.variant)
+        _compare(attempt, reference)
         if reference is None:
-            self.waiting.setdefault(result.variant, []).append(result)
+            self.waiting.setdefault(record.variant, []).append(attempt)
         return []
 
 
-def _compare(failing: AttemptResult, reference: AttemptResult | None) -> list[Path]:
-    title = f"{failing.variant}: {failing.path} ({failing.verdict}) beside " + (
-        f"{reference.path} (completed)" if reference is not None else "no passing attempt in this run (yet)"
+def _compare(failing: Attempt, reference: Attempt | None) -> list[Path]:
+    record = failing.record
+    title = f"{record.variant}: {record.path} ({record.verdict}) beside " + (
+        f"{reference.record.path} (completed)"
+        if reference is not None
+        else "no passing attempt in this run (yet)"
     )
     return write_comparison(
-        failing.folder, _side(failing), _side(reference) if reference is not None else None, title=title
+        record.folder, _side(failing), _side(reference) if reference is not None else None, title=title
     )
 
 
-def _side(result: AttemptResult) -> Side:
-    assert result.parser is not None
-    label = f"{cell_id(result.variant, result.path)} attempt {result.attempt}"
-    verdict = result.verdict
-    if not result.completed and result.last_state:
-        verdict += f" at {result.last_state}"
-    verdict += f" after {result.seconds.reset_to_verdict:.1f} s"
-    return Side(label, result.parser.trace, verdict, result.verdict_time)
+def _side(attempt: Attempt) -> Side:
+    assert attempt.parser is not None
+    record = attempt.record
+    label = f"{record.cell} attempt {record.attempt}"
+    verdict = str(record.verdict)
+    if not record.completed and record.last_state:
+        verdict += f" at {record.last_state}"
+    verdict += f" after {record.seconds.reset_to_verdict:.1f} s"
+    return Side(label, attempt.parser.trace, verdict, attempt.verdict_time)
 
 
 class AttemptCounter:

@@ -1,10 +1,13 @@
-"""One record per attempt, appended to `cells.jsonl` the moment the attempt ends.
+"""One record per attempt: the typed model that `cells.jsonl` holds, written the moment the attempt ends.
 
 The run's results are this file: the terminal table, the nightly summary and the release gate are all
 computed from it, so a run killed half-way keeps every attempt it finished (each line is flushed and
-fsync'ed before the next attempt starts). Fields are the ones users grep for:
-`variant, path, attempt, outcome, verdict, category, last_state, error, seconds{program, path,
-reset_to_verdict}, programmed, evidence`, plus `repeat`, `ciphersuite`, `summary` and `started`.
+fsync'ed before the next attempt starts). The live attempt fills the same `AttemptRecord` that is
+written and read back; `diagnosis.json` is a view of it (`evidence_json`). Fields are the ones users
+grep for: `variant, path, attempt, outcome, verdict, category, last_state, error, seconds{program, path,
+reset_to_verdict, settle}, programmed, evidence`, plus `repeat`, `ciphersuite`, `summary`, `started`,
+`image_sha256`, `rig_version`, `mqtt_connected`, `cloud_connected` and `stall_after_s`. Lines written by
+older versions of the rig (without the later fields, `verdict: null` for a bench problem) read as before.
 """
 
 from __future__ import annotations
@@ -12,12 +15,18 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
+
+from rig.errors import ConfigError, HandshakeFailed
+
 Outcome = Literal["passed", "failed", "error", "xfailed", "xpassed"]
 OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "error", "xfailed", "xpassed")
+# What the DUT did, as the live verdict saw it; `error`: not judged because of a bench problem.
+Verdict = Literal["not run", "completed", "failed", "stalled", "timeout", "incomplete", "error"]
 
 
 @dataclass
@@ -33,40 +42,65 @@ class Seconds:
     settle: float = 0.0
 
 
-@dataclass
-class AttemptRecord:
-    """What one attempt of one cell (variant × path) did, as written to `cells.jsonl`."""
+class AttemptRecord(BaseModel):
+    """What one attempt of one cell (variant × path) did: filled live, written to `cells.jsonl`."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
 
     variant: str
     path: str
     attempt: int
-    outcome: Outcome
-    verdict: str | None = None
+    outcome: Outcome | None = None  # against the variant's expectation; set when the attempt is written
+    verdict: Verdict | None = "not run"
     category: str | None = None
     last_state: str | None = None
-    error: str | None = None
-    seconds: Seconds = field(default_factory=Seconds)
+    error: str | None = None  # the firmware's Mbed TLS error, or the bench problem for `error`
+    seconds: Seconds = Field(default_factory=Seconds)
     programmed: bool = False
     evidence: str = ""
     repeat: int = 1
     ciphersuite: str | None = None
     summary: str = ""
     started: float = 0.0
+    image_sha256: str | None = None
+    rig_version: str | None = None
+    mqtt_connected: bool = False
+    cloud_connected: bool | None = None
+    stall_after_s: float | None = None
+    # The full `rig diagnose --json` object: in `diagnosis.json`, not in every line of `cells.jsonl`.
+    diagnosis: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @property
     def cell(self) -> str:
         """The cell's id, as in test ids and evidence folders: `tcp-rx-1024-satellite`."""
         return cell_id(self.variant, self.path)
 
+    @property
+    def folder(self) -> Path:
+        """The attempt's evidence folder."""
+        return Path(self.evidence)
+
+    @property
+    def completed(self) -> bool:
+        return self.verdict == "completed"
+
+    def raise_for_failure(self) -> None:
+        """Raise `HandshakeFailed` (of the diagnosis category's class) unless the attempt completed."""
+        if not self.completed:
+            raise HandshakeFailed.of(self.category)(self.summary, diagnosis=self.diagnosis)
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The line of `cells.jsonl`."""
+        return self.model_dump(mode="json")
+
+    def evidence_json(self) -> dict[str, Any]:
+        """`diagnosis.json`: the record with the cell's id and the full diagnosis."""
+        return {"cell": self.cell, **self.to_json(), "diagnosis": self.diagnosis}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AttemptRecord:
-        values = dict(data)
-        values["seconds"] = Seconds(**values.get("seconds", {}))
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """A record from a line of `cells.jsonl`, of this version of the rig or an older one."""
+        return cls.model_validate(data)
 
 
 def cell_id(variant: str, path: str) -> str:
@@ -97,14 +131,21 @@ class CellsLog:
 def read_cells(path: Path) -> list[AttemptRecord]:
     """The records of a `cells.jsonl`; a torn last line (a run killed mid-write) is ignored."""
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             data = json.loads(line)
         except json.JSONDecodeError:
             continue  # only the line being written when the run was killed can be incomplete
-        records.append(AttemptRecord.from_json(data))
+        try:
+            records.append(AttemptRecord.from_json(data))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(the line)"
+            raise ConfigError(
+                f"{path}:{number}: not an attempt record: {where}: {first['msg']} — was the file edited by hand?"
+            ) from None
     return records
 
 

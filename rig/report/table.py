@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from rig.report.records import AttemptRecord, final_attempts
+from rig.report.records import AttemptRecord, Outcome, final_attempts
 
 AS_EXPECTED = ("passed", "xfailed")
 
@@ -27,7 +27,7 @@ class CellSummary:
     attempts: int
     as_expected: int
     errors: int
-    outcomes: tuple[str, ...]
+    outcomes: tuple[Outcome | None, ...]  # None: an attempt whose record was never judged
     verdicts: tuple[str, ...]
     mean_seconds: float | None
 
@@ -97,7 +97,7 @@ def cell_text(summary: CellSummary, records: list[AttemptRecord]) -> str:
     """Rich markup for one table cell."""
     finals = [r for r in final_attempts(records) if (r.variant, r.path) == (summary.variant, summary.path)]
     last = max(finals, key=lambda r: (r.repeat, r.attempt))
-    style = _STYLE.get(last.outcome, "")
+    style = _STYLE.get(last.outcome or "", "")
     if summary.attempts == 1:
         text = verdict_text(last)
         if last.outcome == "error":
@@ -105,7 +105,7 @@ def cell_text(summary: CellSummary, records: list[AttemptRecord]) -> str:
         seconds = last.seconds.reset_to_verdict
         timing = f" {seconds:.1f}s" if seconds > 0 and last.outcome != "error" else ""
         mark = {"xfailed": " (expected)", "xpassed": " (UNEXPECTED PASS)", "failed": " (UNEXPECTED)"}.get(
-            last.outcome, ""
+            last.outcome or "", ""
         )
         return f"[{style}]{_escape(text)}{timing}{mark}[/]"
     rate = summary.pass_rate

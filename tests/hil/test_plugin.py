@@ -6,6 +6,8 @@ import json
 
 from pytester_project import Project
 
+import rig
+
 BASIC = """{
     "tcp-rx-1024": Script(COMPLETED),
     ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12),
@@ -191,6 +193,9 @@ def test_cells_jsonl_has_each_attempt_as_soon_as_it_ends(project: Project) -> No
     assert cells[0]["verdict"] == "completed" and cells[0]["programmed"] is True
     assert cells[1]["programmed"] is False  # already on the DUT
     assert set(cells[0]["seconds"]) == {"program", "path", "reset_to_verdict", "settle"}
+    # Which rig judged it, and which image the DUT ran: a line of cells.jsonl stands on its own.
+    assert cells[0]["rig_version"] == rig.__version__
+    assert cells[0]["image_sha256"] == cells[1]["image_sha256"] and len(cells[0]["image_sha256"]) == 64
 
 
 def test_with_repeats_the_summary_gives_each_cells_pass_rate_and_flags_a_flaky_one(project: Project) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
 from rich.console import Console
 
+from rig.errors import ConfigError, HandshakeFailed
 from rig.report import AttemptRecord, RunFolder, Seconds, judge, matrix_table, read_cells, summarize
 from rig.report.timeline import TimelineSeries, plot_timeline
 
@@ -140,3 +143,71 @@ def test_timeline_chart_draws_the_failing_attempt_beside_the_passing_one(tmp_pat
     passing = TimelineSeries("tcp-rx-1024-landline", states=[(0.0, 0, "HELLO_REQUEST"), (0.3, 15, "WRAPUP")])
     out = plot_timeline([failing, passing], tmp_path / "timeline.png", title="tcp-rx-1024")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_cells_jsonl_line_of_an_older_rig_reads_as_before(tmp_path: Path) -> None:
+    # As written before records carried image_sha256 and rig_version: a bench problem had verdict null.
+    old = {
+        "variant": "tcp-rx-1024",
+        "path": "satellite",
+        "attempt": 2,
+        "outcome": "error",
+        "verdict": None,
+        "category": None,
+        "last_state": None,
+        "error": "router unreachable",
+        "seconds": {"program": 0.0, "path": 0.0, "reset_to_verdict": 0.0},
+        "programmed": False,
+        "evidence": "results/r1/tcp-rx-1024-satellite/2",
+        "repeat": 1,
+        "ciphersuite": None,
+        "summary": "bench problem: router unreachable",
+        "started": 1700000000.0,
+        "a_field_of_some_later_rig": 1,
+    }
+    path = tmp_path / "cells.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    (record,) = read_cells(path)
+    assert (record.cell, record.outcome, record.verdict, record.error) == (
+        "tcp-rx-1024-satellite",
+        "error",
+        None,
+        "router unreachable",
+    )
+    assert (record.image_sha256, record.rig_version, record.seconds.settle) == (None, None, 0.0)
+    assert "error: router unreachable" in render(matrix_table([record]))
+
+
+def test_a_record_holds_only_the_documented_verdicts_and_outcomes() -> None:
+    with pytest.raises(ValidationError, match="verdict"):
+        record("v", "landline", verdict="passed")
+    with pytest.raises(ValidationError, match="outcome"):
+        record("v", "landline", outcome="skipped")
+    live = record("v", "landline", outcome="failed", verdict="stalled")
+    with pytest.raises(ValidationError, match="verdict"):
+        live.verdict = "stuck"  # type: ignore[assignment]
+
+
+def test_a_line_that_is_no_attempt_record_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "cells.jsonl"
+    path.write_text(json.dumps(record("v", "landline").to_json()) + "\n" + '{"variant": "v"}\n')
+    with pytest.raises(ConfigError, match=r"cells\.jsonl:2: not an attempt record: path: Field required"):
+        read_cells(path)
+
+
+def test_diagnosis_json_is_the_record_with_the_cell_and_the_full_diagnosis() -> None:
+    live = record("v", "satellite", verdict="stalled", category="stall_want_read", image_sha256="ab" * 32)
+    live.diagnosis = {"outcome": "stalled", "last_state": {"number": 12}}
+    view = live.evidence_json()
+    assert view["cell"] == "v-satellite" and view["diagnosis"] == live.diagnosis
+    assert view["image_sha256"] == "ab" * 32
+    assert "diagnosis" not in live.to_json()  # cells.jsonl stays one short line per attempt
+
+
+def test_a_failed_record_raises_the_handshake_failure_of_its_category() -> None:
+    failed = record("v", "satellite", "failed", verdict="stalled", category="stall_want_read", summary="s")
+    with pytest.raises(HandshakeFailed.of("stall_want_read"), match=r"^s$"):
+        failed.raise_for_failure()
+    assert HandshakeFailed.of("stall_want_read") is HandshakeFailed.of("stall_want_read")
+    assert not issubclass(HandshakeFailed.of("stall_want_read"), HandshakeFailed.of("timeout"))
+    record("v", "landline").raise_for_failure()  # completed: nothing raised
