@@ -155,11 +155,8 @@ def path(name: str | None, bench_file: Path) -> None:
     loaded = _load(bench_file)
     held = Bench(loaded)
     if name is None:
-        held.router.connect()
-        try:
+        with held.router:
             current = held.router.current()
-        finally:
-            held.router.close()
         baseline = loaded.model.baseline
         note = "" if current == baseline else f" (baseline: {baseline})"
         out.print(f"{current or 'unknown: no path verify command matches'}{note}")

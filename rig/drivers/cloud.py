@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from rig.config import CloudConfig, EventsConfig
+from rig.drivers.part import Part
 from rig.errors import ConfigError, InfrastructureError
 from rig.events import EventLog
 
@@ -53,10 +54,14 @@ class Broker:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
-class CloudEvents:
-    """A subscriber to the bench's lifecycle events; `start()` connects, `stop()` disconnects."""
+class CloudEvents(Part):
+    """A subscriber to the bench's lifecycle events; `open()` connects and subscribes, `close()` disconnects."""
 
-    def __init__(self, cloud: CloudConfig, *, events: EventLog | None = None) -> None:
+    name = "cloud"
+
+    def __init__(
+        self, cloud: CloudConfig, *, events: EventLog | None = None, open_timeout: float = 10.0
+    ) -> None:
         if cloud.events is None:
             raise ConfigError(
                 "cloud.events is not configured in the bench file: no lifecycle events to watch"
@@ -68,16 +73,18 @@ class CloudEvents:
         self._seen: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self._settled = threading.Event()  # subscribed, or refused: start() need not wait any longer
+        self._settled = threading.Event()  # subscribed, or refused: open() need not wait any longer
         self._connect_error: str | None = None
         self._client: mqtt.Client | None = None
+        self.open_timeout = open_timeout
 
     # -- lifecycle
 
-    def start(self, timeout: float = 10.0) -> None:
+    def open(self, timeout: float | None = None) -> None:
         """Connect and subscribe; `InfrastructureError` naming the broker and what to check on failure."""
         if self._client is not None:
             return
+        timeout = self.open_timeout if timeout is None else timeout
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.cloud.client_id, clean_session=True)
         if self.broker.tls:
             for key in ("ca", "cert", "key"):
@@ -122,7 +129,7 @@ class CloudEvents:
         self._settled.wait(timeout)
         if not self._subscribed.is_set():
             reason = self._connect_error or f"no subscription acknowledged within {timeout:g} s"
-            self.stop()
+            self.close()
             raise InfrastructureError(
                 f"cloud events: {self.broker} did not let {self.cloud.client_id!r} watch ({reason}) — check "
                 f"that the broker trusts cloud.events.cert and that the client's policy allows subscribing "
@@ -130,7 +137,7 @@ class CloudEvents:
             )
         self.events.emit("cloud_watching", "cloud", broker=str(self.broker), topics=list(TOPICS))
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Disconnect (idempotent)."""
         client, self._client = self._client, None
         if client is None:
@@ -199,7 +206,7 @@ class CloudEvents:
         if not self._subscribed.is_set():
             self._connect_error = f"the broker closed the connection: {reason}"
             self._settled.set()
-        elif self._client is not None:  # not our own stop()
+        elif self._client is not None:  # not our own close()
             log.warning("cloud events: lost %s (%s); reconnecting", self.broker, reason)
             self.events.emit("cloud_lost", "cloud", broker=str(self.broker), reason=str(reason))
 

@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from rig.drivers.part import Part
 from rig.errors import InfrastructureError
 from rig.events import EventLog
 
@@ -63,8 +63,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class BenchLease:
-    """The lease of one bench; a context manager that acquires and releases it."""
+class BenchLease(Part):
+    """The lease of one bench: `open()` takes it (waiting at most `acquire_timeout`), `close()` gives it back."""
+
+    name = "lease"
 
     def __init__(
         self,
@@ -160,7 +162,7 @@ class BenchLease:
     def held(self) -> bool:
         return self._held
 
-    def acquire(self, timeout: float | None = None) -> None:
+    def open(self, timeout: float | None = None) -> None:
         """Take the lease, waiting up to `timeout` seconds; `InfrastructureError` naming the owner if not."""
         if self._held:
             return
@@ -197,7 +199,7 @@ class BenchLease:
         self._renewer.start()
         self.events.emit("lease_acquired", "lock", bench=self.bench_name, purpose=self.purpose)
 
-    def release(self) -> None:
+    def close(self) -> None:
         """Give the lease back (only if this object still holds it)."""
         if not self._held:
             return
@@ -257,12 +259,3 @@ class BenchLease:
         if self.error is not None:
             log.error("bench %s: %s", self.bench_name, self.error)
             self.events.emit("lease_lost", "lock", reason=self.error)
-
-    def __enter__(self) -> BenchLease:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()

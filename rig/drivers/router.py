@@ -32,6 +32,7 @@ from typing import Any
 import paramiko
 
 from rig.config import BenchConfig, PathConfig
+from rig.drivers.part import Part
 from rig.drivers.ssh import CommandResult, SshConnection
 from rig.errors import ConfigError, InfrastructureError
 from rig.events import EventLog
@@ -53,8 +54,10 @@ def render_command(template: str, **values: str) -> str:
     return template.format(**{k: shlex.quote(v) if v else "" for k, v in values.items()}).strip()
 
 
-class Router:
-    """Switches the bench's uplink over SSH and guarantees it ends on the baseline."""
+class Router(Part):
+    """Switches the bench's uplink over SSH; its `session()` guarantees the bench ends on the baseline."""
+
+    name = SOURCE
 
     def __init__(
         self, bench: BenchConfig, *, events: EventLog | None = None, state_dir: Path | None = None
@@ -81,23 +84,22 @@ class Router:
             used.append(self.bench.capture.host)
         return list(dict.fromkeys(used))
 
-    def connect(self) -> None:
-        """Log into every host the paths and the capture use (pinned keys; errors say what to check)."""
+    def open(self, timeout: float | None = None) -> None:
+        """Log into every host the paths and the capture use (pinned keys; errors say what to check).
+
+        `timeout` bounds each host's connection (default: its entry's `connect_timeout_s`).
+        """
         for host in self._hosts():
-            self._connection(host).connect()
+            self._connection(host).open(timeout)
+
+    @property
+    def connected(self) -> bool:
+        """Logged into every host the paths and the capture use."""
+        return all(host in self._connections and self._connections[host].connected for host in self._hosts())
 
     def close(self) -> None:
         for connection in self._connections.values():
             connection.close()
-
-    def __enter__(self) -> Router:
-        self.connect()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------------------ commands
 
@@ -196,30 +198,12 @@ class Router:
 
     # ------------------------------------------------------------------------------------ session
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[Router]:
-        """Connect, repair a bench a previous run left dirty, and restore the baseline however we leave.
+    def session(self) -> RouterSession:
+        """The bench held on its baseline for a run: `with router.session():` (see `RouterSession`)."""
+        return RouterSession(self)
 
-        Ctrl-C (KeyboardInterrupt) and SIGTERM (turned into SystemExit while the session runs in the
-        main thread) end the body like any exception; a second Ctrl-C during the restore is held back
-        until the restore is done. A SIGKILLed run cannot clean up: the next session does.
-        """
-        self.connect()
-        dirty = self.left_dirty()
-        if dirty is not None:
-            log.warning("bench %s was left on %s by a previous run; restoring", self.bench.name, dirty)
-            self.events.emit("bench_left_dirty", SOURCE, previous=dirty, baseline=self.bench.baseline)
-            self.restore()
-        with _sigterm_as_exit():
-            try:
-                yield self
-            except BaseException as exc:
-                self._restore_at_exit(exc)
-                raise
-            else:
-                self._restore_at_exit(None)
-
-    def _restore_at_exit(self, pending: BaseException | None) -> None:
+    def restore_at_exit(self, pending: BaseException | None) -> None:
+        """Restore the baseline as a run ends; a failed restore is raised only when nothing else is."""
         with _sigint_deferred():
             try:
                 self.restore()
@@ -281,6 +265,52 @@ class Router:
                         f"router {cfg.host}: capture `{command}` exited {rc}: {pump.stderr.strip()[-300:]!r}; "
                         "check capture.command and capture.interface"
                     )
+
+
+class RouterSession(Part):
+    """A run's hold on the router: the bench repaired at the start, back on its baseline at the end.
+
+    `open()` logs in (if the router is not already) and restores a bench a previous run left dirty,
+    logging `bench_left_dirty`. Leaving restores the baseline however the run ends: a failing test,
+    Ctrl-C (KeyboardInterrupt) and SIGTERM (turned into SystemExit while the session is open in the main
+    thread) all end the body like any exception; a second Ctrl-C during the restore is held back until
+    the restore is done. A SIGKILLed run cannot clean up: the next session does. The connections stay
+    open for the `Router`'s own `close()`.
+    """
+
+    name = "router-session"
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._signals: contextlib.ExitStack | None = None
+
+    def open(self, timeout: float | None = None) -> None:
+        if self._signals is not None:
+            return
+        router = self.router
+        router.open(timeout)
+        dirty = router.left_dirty()
+        if dirty is not None:
+            log.warning("bench %s was left on %s by a previous run; restoring", router.bench.name, dirty)
+            router.events.emit("bench_left_dirty", SOURCE, previous=dirty, baseline=router.bench.baseline)
+            router.restore()
+        self._signals = contextlib.ExitStack()
+        self._signals.enter_context(_sigterm_as_exit())
+
+    def close(self) -> None:
+        self._leave(None)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._leave(exc)
+
+    def _leave(self, pending: BaseException | None) -> None:
+        signals, self._signals = self._signals, None
+        if signals is None:
+            return
+        with signals:  # SIGTERM stays a SystemExit until the restore is done
+            self.router.restore_at_exit(pending)
 
 
 class _Pump(threading.Thread):

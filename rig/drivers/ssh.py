@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import paramiko
 
 from rig.config import SshHostConfig
+from rig.drivers.part import Part
 from rig.errors import ConfigError, InfrastructureError
 from rig.events import EventLog
 
@@ -80,7 +81,7 @@ class _RefuseUnpinned(paramiko.MissingHostKeyPolicy):
         raise self.connection.unknown_key(key)
 
 
-class SshConnection:
+class SshConnection(Part):
     """A lazily opened, self-healing SSH connection to one `ssh_hosts` entry."""
 
     def __init__(self, name: str, config: SshHostConfig, *, events: EventLog | None = None) -> None:
@@ -100,12 +101,14 @@ class SshConnection:
         transport = self._client.get_transport() if self._client is not None else None
         return transport is not None and transport.is_active()
 
-    def connect(self) -> None:
-        """Open the connection (if it is not open and alive); errors say what to check."""
+    def open(self, timeout: float | None = None) -> None:
+        """Open the connection (if it is not open and alive) within `timeout` seconds (default
+        `connect_timeout_s` of the host's entry); errors say what to check."""
         if self.connected:
             return
         self.close()
         cfg = self.config
+        wait = cfg.connect_timeout_s if timeout is None else timeout
         client = paramiko.SSHClient()
         lookup = cfg.host if cfg.port == 22 else f"[{cfg.host}]:{cfg.port}"
         for key in self.pinned:
@@ -121,10 +124,10 @@ class SshConnection:
                 allow_agent=cfg.agent,
                 look_for_keys=False,
                 password=None,
-                timeout=cfg.connect_timeout_s,
-                banner_timeout=cfg.connect_timeout_s,
-                auth_timeout=cfg.connect_timeout_s,
-                channel_timeout=cfg.connect_timeout_s,
+                timeout=wait,
+                banner_timeout=wait,
+                auth_timeout=wait,
+                channel_timeout=wait,
             )
         except InfrastructureError:
             client.close()
@@ -186,7 +189,7 @@ class SshConnection:
     def open_channel(self, command: str, timeout: float) -> paramiko.Channel:
         """Start `command` on a new channel; a dead connection is reopened once before giving up."""
         for attempt in (1, 2):
-            self.connect()
+            self.open()
             assert self._client is not None
             transport = self._client.get_transport()
             try:

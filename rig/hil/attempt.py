@@ -340,8 +340,12 @@ class Attempt:
         try:
             self._stack.close()
         finally:
-            write_json(self.record.folder / files.DIAGNOSIS, self.record.evidence_json())
+            self.save()
             self.bench.attach(None)
+
+    def save(self) -> None:
+        """Write the record as it stands to `diagnosis.json` (again once its outcome is known)."""
+        write_json(self.record.folder / files.DIAGNOSIS, self.record.evidence_json())
 
 
 def state_name(state: dict[str, Any] | None) -> str | None:

@@ -8,8 +8,9 @@ UART, router, cloud events, lease) from a bench file and gives them one lifecycl
         bench.ensure_image(variant, attempt_dir)
         bench.select_path("satellite"); bench.reset_dut()
 
-Entering takes the lease, opens the router session (a bench left dirty by a killed run is put back),
-opens the UART and starts watching cloud events; leaving undoes all of it in reverse order, on
+Every part is a `rig.drivers.part.Part` (`open()`, `close()`, `with part:`), so holding the bench is a
+loop over `parts()`: the lease, the router, the router's session (a bench left dirty by a killed run is
+put back), the UART, the boot-banner watch, the cloud watcher. Leaving closes them in reverse order, on
 success, failure, Ctrl-C or a crash, and the lease is released even when restoring fails.
 
 A bench with a `provider` (a simulated bench, a bench behind a power switch) is not started here:
@@ -34,9 +35,11 @@ from types import TracebackType
 from rig.config import BenchConfig, Loaded, VariantConfig
 from rig.drivers.cloud import CloudEvents
 from rig.drivers.lease import BenchLease, describe
+from rig.drivers.part import Part
 from rig.drivers.programmers import Programmer, ProgramResult, image_sha256, make_programmer
 from rig.drivers.router import Router
 from rig.drivers.uart.port import Uart
+from rig.drivers.uart.stream import UartSubscription
 from rig.errors import ConfigError, InfrastructureError, RigError
 from rig.events import EventLog
 from rig.hil.provider import provider_is_up
@@ -89,13 +92,21 @@ class Bench:
         self.loaded = loaded
         self.config: BenchConfig = loaded.model
         self.events = events if events is not None else EventLog()
-        self.lease_timeout = lease_timeout
         self.state_dir = default_state_dir(self.config)
         dut = self.config.dut
-        self.lease = BenchLease(self.state_dir, self.config.name, purpose, events=self.events)
+        self.lease = BenchLease(
+            self.state_dir, self.config.name, purpose, events=self.events, acquire_timeout=lease_timeout
+        )
         folder = loaded.path.resolve().parent
-        self.uart = Uart(_relative_to(dut.uart.url, folder), dut.uart.baud, events=self.events, name="uart")
+        self.uart = Uart(
+            _relative_to(dut.uart.url, folder),
+            dut.uart.baud,
+            events=self.events,
+            name="uart",
+            open_timeout=self.config.timeouts.boot_s,
+        )
         self.router = Router(self.config, events=self.events, state_dir=self.state_dir)
+        self.router_session = self.router.session()  # the bench held on its baseline during a run
         programmer = self.config.programmer
         if "/" in programmer.executable:
             programmer = programmer.model_copy(
@@ -103,15 +114,11 @@ class Bench:
             )
         self.programmer: Programmer = make_programmer(programmer, dut.part, events=self.events)
         self.cloud: CloudEvents | None = (
-            CloudEvents(self.config.cloud, events=self.events) if self.config.cloud.events else None
+            CloudEvents(self.config.cloud, events=self.events, open_timeout=PROBE_TIMEOUT_S)
+            if self.config.cloud.events
+            else None
         )
-        self._banner_re = re.compile(dut.banner_sha256)
-        self._banner: tuple[str, float] | None = None  # (sha256, monotonic time seen)
-        self._banner_cond = threading.Condition()
-        self._last_line = 0.0  # monotonic time of the last UART line the watch saw
-        self._watcher: threading.Thread | None = None
-        self._watch_error: BaseException | None = None
-        self._router_open = False
+        self.banner = BootBanner(self.uart, dut.banner_sha256, bench=self.name)
         self._hold: contextlib.AbstractContextManager[Bench] | None = None
 
     @property
@@ -130,28 +137,26 @@ class Bench:
         leaves the bench on the path it selected; the next run's session puts it back).
         """
         with contextlib.ExitStack() as stack:
-            self.lease.acquire(self.lease_timeout)
-            stack.callback(self.lease.release)
-            if router:
-                self.router.connect()
-                self._router_open = True
-                stack.callback(self._close_router)
-                if session:
-                    stack.enter_context(self.router.session())
-            if uart:
-                self.uart.open(timeout=self.config.timeouts.boot_s)
-                stack.callback(self.uart.close)
-                self._start_banner_watch()
-            if cloud and self.cloud is not None:
-                self.cloud.start(timeout=PROBE_TIMEOUT_S)
-                stack.callback(self.cloud.stop)
+            for part in self.parts(uart=uart, router=router, session=session, cloud=cloud):
+                stack.enter_context(part)  # left in reverse order, each told how the body ended
             self.events.emit("bench_ready", "bench", bench=self.name, purpose=self.lease.purpose)
             yield self
             self.lease.check()
 
-    def _close_router(self) -> None:
-        self._router_open = False
-        self.router.close()
+    def parts(
+        self, *, uart: bool = True, router: bool = True, session: bool = True, cloud: bool = True
+    ) -> list[Part]:
+        """The parts `hold()` opens, in order: the lease first, the router before its session."""
+        parts: list[Part] = [self.lease]
+        if router:
+            parts.append(self.router)
+            if session:
+                parts.append(self.router_session)
+        if uart:
+            parts += [self.uart, self.banner]
+        if cloud and self.cloud is not None:
+            parts.append(self.cloud)
+        return parts
 
     def __enter__(self) -> Bench:
         self._hold = self.hold()
@@ -238,14 +243,11 @@ class Bench:
 
     def _check_router(self) -> str:
         baseline = self.config.baseline
-        if self._router_open:
+        if self.router.connected:
             current = self.router.current()
         else:
-            self.router.connect()
-            try:
+            with self.router:
                 current = self.router.current()
-            finally:
-                self.router.close()
         if current != baseline:
             raise InfrastructureError(
                 f"answers, but is on path {current or 'unknown'} instead of the baseline {baseline} — "
@@ -258,8 +260,8 @@ class Bench:
             return "no cloud.events configured: lifecycle events not watched"
         if self.cloud.connected:
             return f"watching {self.cloud.broker}"
-        self.cloud.start(timeout=PROBE_TIMEOUT_S)
-        self.cloud.stop()
+        with self.cloud:
+            pass
         return f"{self.cloud.broker} accepts the subscription"
 
     # ------------------------------------------------------------------------------------ actions
@@ -321,34 +323,20 @@ class Bench:
         falls back on the record this bench writes after each successful programming; a DUT that
         says nothing at all after a reset is `unknown` (blank or dead: its record cannot be trusted).
         """
-        watching = self._watcher is not None and self._watcher.is_alive()
-        if watching:
-            with self._banner_cond:
-                if self._banner is not None:
-                    return self._banner[0], "banner"
-        if watching and ask and self.config.dut.reset.method != "none":
+        banner = self.banner
+        if banner.watching and (seen := banner.current()) is not None:
+            return seen, "banner"
+        if banner.watching and ask and self.config.dut.reset.method != "none":
             since = time.monotonic()
             self.reset_dut()
-            deadline = since + self.config.timeouts.boot_s
-            with self._banner_cond:
-                while True:
-                    if self._banner is not None and self._banner[1] >= since:
-                        return self._banner[0], "banner"
-                    now = time.monotonic()
-                    # The DUT spoke after the reset, then fell quiet without a banner: it has none.
-                    if self._last_line >= since and now - self._last_line >= BANNER_QUIET_S:
-                        reason = f"the DUT printed no banner and fell quiet for {BANNER_QUIET_S:g} s"
-                        break
-                    if now >= deadline:
-                        reason = f"no banner within timeouts.boot_s = {self.config.timeouts.boot_s:g} s"
-                        break
-                    self._banner_cond.wait(min(0.2, deadline - now))
-                silent = self._last_line < since
+            seen, reason, silent = banner.wait_after(since, self.config.timeouts.boot_s)
+            if seen is not None:
+                return seen, "banner"
             self.events.emit("banner_missing", "bench", reason=reason, pattern=self.config.dut.banner_sha256)
             if silent:
                 return None, "unknown"
-        if self._watch_error is not None:
-            raise InfrastructureError(f"uart {self.uart.url}: {self._watch_error}")
+        if banner.error is not None:
+            raise InfrastructureError(f"uart {self.uart.url}: {banner.error}")
         recorded = self._recorded()
         return recorded, "record" if recorded else "unknown"
 
@@ -374,8 +362,7 @@ class Bench:
         if running is not None and running.lower() == wanted:
             self.events.emit("flash_skipped", "bench", variant=variant.name, sha256=wanted, known_by=how)
             return ProgramResult(True, True, 0.0, 0, None, wanted)
-        with self._banner_cond:
-            self._banner = None  # the new image will announce itself
+        self.banner.forget()  # the new image will announce itself
         result = self.programmer.program(image, out_dir=out_dir, sha256=variant.image.sha256)
         self._write_record(variant.name, wanted)
         return result
@@ -387,23 +374,87 @@ class Bench:
         tmp.write_text(json.dumps(record), encoding="utf-8")
         tmp.replace(self._record_path)
 
-    def _start_banner_watch(self) -> None:
-        subscription = self.uart.subscribe()
 
-        def watch() -> None:
-            try:
-                for line in subscription:
-                    match = self._banner_re.search(line.text)
-                    with self._banner_cond:
-                        self._last_line = line.mono
-                        if match and match.groups():
-                            self._banner = (match.group(1).lower(), line.mono)
-                        self._banner_cond.notify_all()
-            except InfrastructureError as exc:  # the reader died: say so at the next ensure_image
-                self._watch_error = exc
-                log.error("bench %s: boot-banner watch stopped: %s", self.name, exc)
+class BootBanner(Part):
+    """Watches the open UART for the DUT's boot banner (`dut.banner_sha256`): the image it runs, and
+    when it last printed anything. Opened after the UART, closed before it."""
 
-        self._watch_error = None
-        self._banner = None
-        self._watcher = threading.Thread(target=watch, name="banner-watch", daemon=True)
-        self._watcher.start()
+    name = "banner-watch"
+
+    def __init__(self, uart: Uart, pattern: str, *, bench: str) -> None:
+        self.uart = uart
+        self.bench = bench
+        self._pattern = re.compile(pattern)
+        self._cond = threading.Condition()
+        self._seen: tuple[str, float] | None = None  # (sha256, monotonic time seen)
+        self._last_line = 0.0  # monotonic time of the last UART line the watch saw
+        self._subscription: UartSubscription | None = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None  # why the watch stopped (the UART reader died)
+
+    @property
+    def watching(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def open(self, timeout: float | None = None) -> None:
+        if self.watching:
+            return
+        self.error = None
+        self._seen = None
+        self._subscription = self.uart.subscribe()
+        self._thread = threading.Thread(
+            target=self._watch, args=(self._subscription,), name="banner-watch", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5.0)
+
+    def current(self) -> str | None:
+        """The sha256 in the last banner seen (None: none since the watch began or `forget()`)."""
+        with self._cond:
+            return self._seen[0] if self._seen is not None else None
+
+    def forget(self) -> None:
+        """Drop the banner seen: the DUT is about to run another image."""
+        with self._cond:
+            self._seen = None
+
+    def wait_after(self, since: float, boot_s: float) -> tuple[str | None, str, bool]:
+        """Wait for a banner printed after `since` (monotonic), at most `boot_s` (timeouts.boot_s) from then.
+
+        Returns (sha256, "", False) when one came; else (None, why not, whether the DUT said nothing at
+        all since `since`). A DUT that spoke, then fell quiet for BANNER_QUIET_S, has no banner to print.
+        """
+        deadline = since + boot_s
+        with self._cond:
+            while True:
+                if self._seen is not None and self._seen[1] >= since:
+                    return self._seen[0], "", False
+                now = time.monotonic()
+                if self._last_line >= since and now - self._last_line >= BANNER_QUIET_S:
+                    reason = f"the DUT printed no banner and fell quiet for {BANNER_QUIET_S:g} s"
+                    break
+                if now >= deadline:
+                    reason = f"no banner within timeouts.boot_s = {boot_s:g} s"
+                    break
+                self._cond.wait(min(0.2, deadline - now))
+            return None, reason, self._last_line < since
+
+    def _watch(self, subscription: UartSubscription) -> None:
+        try:
+            for line in subscription:
+                match = self._pattern.search(line.text)
+                with self._cond:
+                    self._last_line = line.mono
+                    if match and match.groups():
+                        self._seen = (match.group(1).lower(), line.mono)
+                    self._cond.notify_all()
+        except InfrastructureError as exc:  # the reader died: say so at the next ensure_image
+            self.error = exc
+            log.error("bench %s: boot-banner watch stopped: %s", self.bench, exc)

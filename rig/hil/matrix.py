@@ -186,6 +186,7 @@ class Cell:
         assert self.attempt is not None
         record = self.attempt.record
         record.outcome = outcome
+        self.attempt.save()
         self.run.cells.append(record)
         self.records.append(record)
         return record

@@ -3,7 +3,7 @@
 - programmer: `Ipecmd.program()` with the ipecmd stand-in (a real child process printing the real
   success transcript) against a bare `subprocess.run` of the same command line; the difference is
   the harness's overhead per flash (transcript, markers, events, progress).
-- lease: acquire + release of a free lease; and the time from an owner's SIGKILL to the next owner
+- lease: open + close (take and give back) of a free lease; and the time from an owner's SIGKILL to the next owner
   holding the lease (a killed CI job leaves no stale lock: this is how long the next one waits).
 - cloud events: from a lifecycle event published on a real mosquitto (mutual TLS) to
   `wait_connected()` returning it.
@@ -90,7 +90,7 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 from rig.drivers.lease import BenchLease
-BenchLease(Path(sys.argv[1]), "bench", "nightly").acquire(timeout=5)
+BenchLease(Path(sys.argv[1]), "bench", "nightly").open(timeout=5)
 print("held", flush=True)
 time.sleep(60)
 """
@@ -100,8 +100,8 @@ def bench_lease(work: Path) -> None:
     lease = BenchLease(work, "bench", "bench")
 
     def cycle() -> None:
-        lease.acquire(timeout=1)
-        lease.release()
+        lease.open(timeout=1)
+        lease.close()
 
     cycles = timed(cycle, 200)
     takeovers = []
@@ -115,11 +115,11 @@ def bench_lease(work: Path) -> None:
         holder.wait(timeout=5)
         holder.stdout.close()
         nxt = BenchLease(work, "bench", "next")
-        nxt.acquire(timeout=60)
+        nxt.open(timeout=60)
         takeovers.append(time.perf_counter() - start)
-        nxt.release()
+        nxt.close()
     print("bench lease")
-    print(f"  acquire + release        {ms(cycles)}")
+    print(f"  open + close             {ms(cycles)}")
     print(f"  SIGKILL → next owner     {ms(takeovers)}")
 
 
@@ -142,7 +142,7 @@ def bench_cloud(work: Path) -> None:
         broker = Broker(port, work)  # the test suite's broker description: where and with which files
         cloud = CloudEvents(broker.cloud())
         start = time.perf_counter()
-        cloud.start(timeout=10)
+        cloud.open(timeout=10)
         started = time.perf_counter() - start
         publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="aws-iot-stand-in")
         publisher.tls_set(
@@ -164,7 +164,7 @@ def bench_cloud(work: Path) -> None:
             latencies.append(time.perf_counter() - begin)
         publisher.disconnect()
         publisher.loop_stop()
-        cloud.stop()
+        cloud.close()
     finally:
         stop_process(process)
     print("cloud events (mosquitto, mutual TLS)")

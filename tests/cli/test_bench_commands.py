@@ -81,7 +81,7 @@ def test_rig_bench_lock_status_names_the_owner_and_break_frees_the_bench(
     bench_file: Path, tmp_path: Path
 ) -> None:
     owner = BenchLease(tmp_path / "state", "lab-test", "nightly")
-    owner.acquire(timeout=0)
+    owner.open(timeout=0)
     try:
         status = rig("bench", "lock", "status", "--bench", str(bench_file))
         assert status.stdout.startswith("bench lab-test: held by ")
@@ -98,7 +98,7 @@ def test_rig_bench_lock_status_names_the_owner_and_break_frees_the_bench(
             == "bench lab-test: free"
         )
     finally:
-        owner.release()
+        owner.close()
 
 
 def test_rig_uart_reset_shows_the_dut_booting(bench_file: Path, hub: Hub) -> None:

@@ -178,9 +178,9 @@ def broker(pki: Path) -> Iterator[Broker]:
 def watcher(broker: Broker) -> Iterator[tuple[CloudEvents, EventLog]]:
     events = EventLog()
     cloud = CloudEvents(broker.cloud(), events=events)
-    cloud.start(timeout=10)
+    cloud.open(timeout=10)
     yield cloud, events
-    cloud.stop()
+    cloud.close()
 
 
 def test_a_device_connect_published_by_the_cloud_is_seen(
@@ -226,7 +226,7 @@ def test_events_from_before_the_attempt_do_not_count(
 def test_a_certificate_the_broker_does_not_trust_is_an_infrastructure_error(broker: Broker) -> None:
     cloud = CloudEvents(broker.cloud(cert="stranger"))
     with pytest.raises(InfrastructureError) as caught:
-        cloud.start(timeout=3)
+        cloud.open(timeout=3)
     assert str(caught.value).startswith(
         f"cloud events: mqtts://127.0.0.1:{broker.port} did not let 'rig-observer-test' watch "
         "(the broker closed the connection: "
@@ -238,7 +238,7 @@ def test_a_certificate_the_broker_does_not_trust_is_an_infrastructure_error(brok
 def test_a_broker_that_is_down_is_named_with_what_to_check(broker: Broker) -> None:
     port = free_port()
     with pytest.raises(InfrastructureError) as caught:
-        CloudEvents(broker.cloud(port=port)).start(timeout=3)
+        CloudEvents(broker.cloud(port=port)).open(timeout=3)
     assert str(caught.value).startswith(f"cloud events: cannot connect to mqtts://127.0.0.1:{port} (")
     assert "check cloud.events.broker, that the broker is up, and the certificate files" in str(caught.value)
 
@@ -252,7 +252,7 @@ def test_a_missing_certificate_file_names_the_bench_file_key(broker: Broker, tmp
     with pytest.raises(
         InfrastructureError, match=r"cloud.events.cert .*nope\.pem does not exist — check the bench file"
     ):
-        CloudEvents(missing).start(timeout=3)
+        CloudEvents(missing).open(timeout=3)
 
 
 def test_the_watcher_reconnects_and_resubscribes_after_the_broker_restarts(pki: Path) -> None:
@@ -261,7 +261,7 @@ def test_the_watcher_reconnects_and_resubscribes_after_the_broker_restarts(pki: 
     events = EventLog()
     cloud = CloudEvents(Broker(server.port, pki).cloud(), events=events)
     try:
-        cloud.start(timeout=10)
+        cloud.open(timeout=10)
         server.stop()
         server.start()
         since = time.time()
@@ -273,5 +273,5 @@ def test_the_watcher_reconnects_and_resubscribes_after_the_broker_restarts(pki: 
         assert seen is not None and seen["eventType"] == "connected"
         assert "cloud_lost" in [e.kind for e in events.history]
     finally:
-        cloud.stop()
+        cloud.close()
         server.stop()

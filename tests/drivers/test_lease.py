@@ -28,11 +28,11 @@ import sys, time
 from pathlib import Path
 from rig.drivers.lease import BenchLease
 lease = BenchLease(Path(sys.argv[1]), "lab-1", sys.argv[2])
-lease.acquire(timeout=10)
+lease.open(timeout=10)
 print("held", flush=True)
 hold_for = float(sys.argv[3])
 time.sleep(hold_for)
-lease.release()
+lease.close()
 print("released", flush=True)
 """
 
@@ -70,7 +70,7 @@ def test_a_second_process_is_refused_with_the_owner_named(tmp_path: Path, holder
     pid = holders[0].process.pid
 
     with pytest.raises(InfrastructureError) as caught:
-        BenchLease(tmp_path, "lab-1", "manual").acquire(timeout=0.5)
+        BenchLease(tmp_path, "lab-1", "manual").open(timeout=0.5)
 
     message = str(caught.value)
     owner = f"{getpass.getuser()}@{socket.gethostname()} pid {pid} (nightly) since "
@@ -95,13 +95,13 @@ def test_a_waiting_process_gets_the_lease_when_the_owner_releases_it(
     holders.append(Holder(tmp_path, "nightly", 0.5))
     events = EventLog()
     lease = BenchLease(tmp_path, "lab-1", "manual", events=events)
-    lease.acquire(timeout=10)
+    lease.open(timeout=10)
     try:
         assert lease.owner() is not None and lease.owner()["pid"] == os.getpid()
         assert [e.kind for e in events.history] == ["lease_waiting", "lease_acquired"]
         assert events.history[0].fields["owner"]["purpose"] == "nightly"
     finally:
-        lease.release()
+        lease.close()
 
 
 def test_an_owner_killed_with_sigkill_leaves_no_stale_lock(tmp_path: Path, holders: list[Holder]) -> None:
@@ -112,8 +112,8 @@ def test_an_owner_killed_with_sigkill_leaves_no_stale_lock(tmp_path: Path, holde
     events = EventLog()
     lease = BenchLease(tmp_path, "lab-1", "manual", events=events)
     assert lease.owner() is None
-    lease.acquire(timeout=0)  # no waiting: the lease lapsed with its owner
-    lease.release()
+    lease.open(timeout=0)  # no waiting: the lease lapsed with its owner
+    lease.close()
     lapsed = [e for e in events.history if e.kind == "lease_lapsed"]
     assert [e.fields["reason"] for e in lapsed] == ["its process is gone"]
 
@@ -124,7 +124,7 @@ def test_a_lease_from_another_host_counts_until_it_expires(tmp_path: Path) -> No
     now = time.time()
     lease_file.write_text(json.dumps({**record, "since": now, "renewed": now, "expires": now + 30}))
     with pytest.raises(InfrastructureError, match=r"in use by ci@bench-runner-7 pid 1 \(nightly\)"):
-        BenchLease(tmp_path, "lab-1", "manual").acquire(timeout=0)
+        BenchLease(tmp_path, "lab-1", "manual").open(timeout=0)
 
     lease_file.write_text(json.dumps({**record, "since": now - 99, "renewed": now - 60, "expires": now - 30}))
     with BenchLease(tmp_path, "lab-1", "manual") as lease:
@@ -145,7 +145,7 @@ def test_breaking_a_lease_is_noticed_by_its_owner(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr("rig.drivers.lease.RENEW_EVERY_S", 0.05)
     events = EventLog()
     owner = BenchLease(tmp_path, "lab-1", "nightly", events=events)
-    owner.acquire(timeout=0)
+    owner.open(timeout=0)
     broken = BenchLease(tmp_path, "lab-1", "manual").break_()
     assert broken is not None and broken["purpose"] == "nightly"
     deadline = time.monotonic() + 5
@@ -154,13 +154,13 @@ def test_breaking_a_lease_is_noticed_by_its_owner(tmp_path: Path, monkeypatch: p
     with pytest.raises(InfrastructureError, match=r"lost the bench lease: it is now held by nobody"):
         owner.check()
     assert "lease_lost" in [e.kind for e in events.history]
-    owner.release()
+    owner.close()
 
 
 def test_releasing_never_removes_somebody_elses_lease(tmp_path: Path, holders: list[Holder]) -> None:
     mine = BenchLease(tmp_path, "lab-1", "manual")
-    mine.acquire(timeout=0)
+    mine.open(timeout=0)
     mine.break_()
     holders.append(Holder(tmp_path, "nightly", 30))
-    mine.release()
+    mine.close()
     assert BenchLease(tmp_path, "lab-1", "x").owner()["pid"] == holders[0].process.pid

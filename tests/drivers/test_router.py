@@ -71,7 +71,7 @@ def test_a_changed_host_key_is_refused_with_the_offered_and_pinned_fingerprints(
     impostor = keygen(tmp_path / "other_ed25519", "other")
     bench = make_bench(sshd, script, host={"host_keys": [sshd.host_key_line(impostor)]})
     with pytest.raises(InfrastructureError) as caught:
-        Router(bench, state_dir=tmp_path / "state").connect()
+        Router(bench, state_dir=tmp_path / "state").open()
     offered = openssh_fingerprint(sshd.host_key.with_suffix(".pub"))
     pinned = openssh_fingerprint(impostor.with_suffix(".pub"))
     assert str(caught.value) == (
@@ -89,7 +89,7 @@ def test_an_unknown_host_key_is_refused_with_fingerprints_and_never_added(
     known_hosts = Path.home() / ".ssh" / "known_hosts"
     before = known_hosts.read_bytes() if known_hosts.exists() else None
     with pytest.raises(InfrastructureError) as caught:
-        Router(bench, state_dir=tmp_path / "state").connect()
+        Router(bench, state_dir=tmp_path / "state").open()
     offered = openssh_fingerprint(sshd.host_key.with_suffix(".pub"))
     pinned = openssh_fingerprint(other.with_suffix(".pub"))
     assert str(caught.value).startswith(
@@ -131,7 +131,7 @@ def test_a_key_the_router_does_not_accept_names_the_key_file(
     stranger = keygen(tmp_path / "stranger_ed25519", "stranger")
     bench = make_bench(sshd, script, host={"key_file": str(stranger)})
     with pytest.raises(InfrastructureError, match=f"key authentication failed with the key {stranger} "):
-        Router(bench, state_dir=tmp_path / "state").connect()
+        Router(bench, state_dir=tmp_path / "state").open()
 
 
 def test_an_unreachable_router_says_what_to_check(sshd: SshServer, script: Path, tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_an_unreachable_router_says_what_to_check(sshd: SshServer, script: Path,
         closed_port = sock.getsockname()[1]
     bench = make_bench(sshd, script, host={"port": closed_port})
     with pytest.raises(InfrastructureError) as caught:
-        Router(bench, state_dir=tmp_path / "state").connect()
+        Router(bench, state_dir=tmp_path / "state").open()
     assert str(caught.value).startswith(f"router (root@127.0.0.1:{closed_port}): cannot connect (")
     assert str(caught.value).endswith(f"runs sshd on port {closed_port}")
 
@@ -234,7 +234,8 @@ from rig.config import BenchConfig
 from rig.events import EventLog
 from rig.drivers.router import Router
 bench = BenchConfig.model_validate_json(Path(sys.argv[1]).read_text())
-with Router(bench, events=EventLog(Path(sys.argv[2])), state_dir=Path(sys.argv[3])).session() as router:
+router = Router(bench, events=EventLog(Path(sys.argv[2])), state_dir=Path(sys.argv[3]))
+with router.session():
     router.select("satellite")
     print("on satellite", flush=True)
     time.sleep(60)

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from rig.cli import main
 from rig.config import VariantConfig, load_bench
 from rig.drivers.lease import BenchLease
+from rig.drivers.part import Part
 from rig.drivers.programmers import image_sha256
 from rig.errors import InfrastructureError
 from rig.events import EventLog
@@ -45,6 +46,32 @@ def test_leaving_the_bench_after_an_error_restores_the_baseline_and_releases_the
     assert route(routerfs) == "landline"
     assert bench.lease.owner() is None
     assert not bench.uart.alive
+
+
+def test_holding_the_bench_opens_its_parts_in_order_and_leaves_them_in_reverse(
+    bench_file: Path, routerfs: Path
+) -> None:
+    events = EventLog()
+    bench = Bench(load_bench(bench_file), events=events)
+    parts = bench.parts()
+    assert all(isinstance(part, Part) for part in parts)
+    assert [part.name for part in parts] == ["lease", "router", "router-session", "uart", "banner-watch"]
+    with bench:
+        for part in parts:  # the shared lifecycle: opening an open part does nothing
+            part.open()
+        bench.select_path("satellite")
+    for part in parts:  # and closing a closed one is safe
+        part.close()
+    watched = (
+        "lease_acquired",
+        "ssh_connected",
+        "uart_open",
+        "uart_closed",
+        "path_restored",
+        "lease_released",
+    )
+    assert [e.kind for e in events.history if e.kind in watched] == list(watched)
+    assert route(routerfs) == "landline" and bench.lease.owner() is None and not bench.uart.alive
 
 
 KILLED_RUN = """
@@ -84,7 +111,7 @@ def test_a_run_killed_with_sigkill_leaves_neither_a_lock_nor_a_dirty_bench_behin
 def test_a_bench_in_use_is_refused_before_anything_is_touched(bench_file: Path, routerfs: Path) -> None:
     loaded = load_bench(bench_file)
     other = BenchLease(Path(loaded.model.state_dir or ""), "lab-test", "gate")
-    other.acquire(timeout=0)
+    other.open(timeout=0)
     try:
         (routerfs / "route").write_text("satellite\n")
         with (
@@ -94,7 +121,7 @@ def test_a_bench_in_use_is_refused_before_anything_is_touched(bench_file: Path, 
             pass
         assert route(routerfs) == "satellite"  # the owner's path stays as it is
     finally:
-        other.release()
+        other.close()
 
 
 # ------------------------------------------------------------------------------------- preflight
@@ -277,11 +304,11 @@ def test_preflight_of_a_bench_in_use_does_not_touch_the_owners_uart_or_cloud_wat
 ) -> None:
     loaded = load_bench(bench_file)
     owner = BenchLease(Path(loaded.model.state_dir or ""), "lab-test", "nightly")
-    owner.acquire(timeout=0)
+    owner.open(timeout=0)
     try:
         results = {r.part: r for r in Bench(loaded).preflight()}
     finally:
-        owner.release()
+        owner.close()
     assert not results["lease"].ok and "(nightly)" in results["lease"].detail
     for part in ("uart", "cloud"):
         assert results[part].skipped

@@ -132,6 +132,8 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     diagnosis = json.loads((evidence / "diagnosis.json").read_text())
     assert diagnosis["stall_after_s"] == 6 + 6 * 0.6
     assert diagnosis["diagnosis"]["stall_seconds"] >= diagnosis["stall_after_s"]
+    # diagnosis.json is the attempt's record, as cells.jsonl has it, plus the full diagnosis.
+    assert {k: v for k, v in diagnosis.items() if k not in ("cell", "diagnosis")} == stall
     print(
         f"incident cell: stalled {stall['seconds']['reset_to_verdict']:.1f} s after the reset (firmware: 60 s)"
     )

@@ -30,10 +30,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 import serial
 
+from rig.drivers.part import Part
 from rig.drivers.uart.rfc2217 import ChunkedRfc2217Serial, open_rfc2217
 from rig.drivers.uart.stream import TAIL_LINES, LineStream, UartLine, UartSubscription
 from rig.errors import FirmwareFailure, InfrastructureError
@@ -72,7 +72,7 @@ class UartUnexpected(FirmwareFailure):
         self.tail = tail
 
 
-class Uart:
+class Uart(Part):
     """The DUT's UART: open it, record it, subscribe to its lines, wait for patterns, lend it out."""
 
     def __init__(
@@ -83,6 +83,7 @@ class Uart:
         events: EventLog | None = None,
         reconnect: bool = True,
         name: str = "uart",
+        open_timeout: float = 5.0,
     ) -> None:
         self.url = url
         self.baud = baud
@@ -100,7 +101,7 @@ class Uart:
         self._give_back = threading.Event()
         self._back = threading.Event()
         self._lost_since: float | None = None
-        self._open_timeout = 5.0
+        self._open_timeout = open_timeout
         self._fd: int | None = None  # the port's descriptor when it has one (device, socket://)
         self._expect_sub: UartSubscription | None = None
 
@@ -121,11 +122,14 @@ class Uart:
         """Bytes read from the port since this Uart was made."""
         return self._stream.bytes_read
 
-    def open(self, timeout: float = 5.0) -> None:
+    def open(self, timeout: float | None = None) -> None:
         """Open the port and start the reader; retries with back-off up to `timeout` seconds."""
         if self._thread is not None:
-            raise UartError(f"{self.name} {self.url}: already open")
-        self._open_timeout = timeout
+            self._raise_if_dead()  # open and reading: nothing to do; a dead reader says why
+            return
+        if timeout is not None:
+            self._open_timeout = timeout
+        timeout = self._open_timeout
         self.error = None
         self._port = self._open_port(timeout)
         self.connected = True
@@ -148,15 +152,6 @@ class Uart:
             self.events.emit("uart_closed", self.name, url=self.url, bytes=self.bytes_read)
         self._close_port()
         self._stream.close(time.monotonic(), time.time())
-
-    def __enter__(self) -> Uart:
-        self.open(self._open_timeout)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------------------ recording
 
