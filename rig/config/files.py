@@ -90,12 +90,12 @@ def read_yaml(path: Path, env: Mapping[str, str] | None = None) -> SourceFile:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{display}: invalid YAML: {exc}") from None
     source = SourceFile(path, data, env=env)
+    problems: list[str] = []
     if node is not None:
-        _collect_lines(node, (), source.lines)
+        _collect_lines(node, (), source.lines, source, problems)
     if not isinstance(data, dict):
         found = "an empty file" if data is None else f"a {type(data).__name__}"
         raise ConfigError(f"{display}: expected a mapping of keys at the top level, found {found}")
-    problems: list[str] = []
     _refuse_secrets(data, (), source, problems)
     source.data = _substitute(data, (), source, problems)
     if problems:
@@ -103,16 +103,32 @@ def read_yaml(path: Path, env: Mapping[str, str] | None = None) -> SourceFile:
     return source
 
 
-def _collect_lines(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
+def _collect_lines(
+    node: yaml.Node, path: KeyPath, out: dict[KeyPath, int], source: SourceFile, problems: list[str]
+) -> None:
+    """Record each key path's line; a key given twice in one mapping is a problem naming both lines.
+
+    PyYAML keeps the last of duplicated keys without a word, so a second `rtt_ms:` further down a path
+    would silently win: the file is refused instead.
+    """
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        first_line: dict[object, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _collect_lines(value_node, (*path, key), out)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                problems.append(
+                    f"{source.display}:{line}: {dotted((*path, key))}: duplicate key (first given on line "
+                    f"{first_line[key]}; YAML would keep only the last) — keep one of them"
+                )
+                continue
+            first_line[key] = line
+            out[(*path, key)] = line
+            _collect_lines(value_node, (*path, key), out, source, problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _collect_lines(item, (*path, index), out)
+            _collect_lines(item, (*path, index), out, source, problems)
 
 
 def _refuse_secrets(data: Any, path: KeyPath, source: SourceFile, problems: list[str]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from rig.config.files import SourceFile, read_yaml, validation_problems
-from rig.config.models import BenchConfig, VariantConfig
+from rig.config.models import RESERVED_PATH_NAMES, BenchConfig, VariantConfig
 from rig.errors import ConfigError
 
 DEFAULT_BENCH = Path("benches/sim.yaml")
@@ -122,7 +122,49 @@ def load_bench(path: Path | str) -> Loaded[BenchConfig]:
     """Read and validate a bench file; raises ConfigError listing every problem."""
     path = Path(path)
     source = read_yaml(path, bench_env(path))
-    return Loaded(_validate(BenchConfig, source), source)
+    bench = _validate(BenchConfig, source)
+    problems = bench_problems(bench, source)
+    if problems:
+        raise ConfigError(problems[0], problems=problems)
+    return Loaded(bench, source)
+
+
+def bench_problems(bench: BenchConfig, source: SourceFile) -> list[str]:
+    """What a bench file gets wrong across its sections, one line each with the line of the key."""
+    problems = []
+    if bench.baseline not in bench.paths:
+        problems.append(
+            source.problem(
+                ("baseline",), f"`{bench.baseline}` is not among the paths ({', '.join(bench.paths)})"
+            )
+        )
+    for name, path in bench.paths.items():
+        if name in RESERVED_PATH_NAMES:
+            problems.append(
+                source.problem(
+                    ("paths", name),
+                    f"`{name}` is the name of a pytest or rig marker, and every path becomes a marker "
+                    "(`pytest -m <path>`) — rename the path",
+                )
+            )
+        if path.host not in bench.ssh_hosts:
+            problems.append(
+                source.problem(
+                    ("paths", name, "host"),
+                    f"`{path.host}` is not among ssh_hosts ({', '.join(bench.ssh_hosts)})",
+                )
+            )
+        if path.link is not None and path.link.rtt_ms != path.rtt_ms:
+            problems.append(
+                source.problem(
+                    ("paths", name, "link", "rtt_ms"),
+                    f"{path.link.rtt_ms:g} disagrees with paths.{name}.rtt_ms ({path.rtt_ms:g}): the stall "
+                    "detector would use one and the link the other — make them equal",
+                )
+            )
+    if bench.capture and bench.capture.host not in bench.ssh_hosts:
+        problems.append(source.problem(("capture", "host"), f"`{bench.capture.host}` is not among ssh_hosts"))
+    return problems
 
 
 def load_variant(path: Path | str) -> Loaded[VariantConfig]:

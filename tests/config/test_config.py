@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,8 @@ def test_baseline_not_among_paths_is_refused(tmp_path, bench_data) -> None:
     file = write(tmp_path, "lab.yaml", bench_data)
     code, _, err = check(file)
     assert code == 2
-    assert "baseline `fibre` is not among the paths (landline, satellite)" in err
+    # Now with the line of the key (it was a top-level message before).
+    assert re.search(r"lab\.yaml:\d+: baseline: `fibre` is not among the paths \(landline, satellite\)", err)
 
 
 def test_path_on_an_unknown_ssh_host_is_refused(tmp_path, bench_data) -> None:
@@ -146,7 +148,7 @@ def test_path_on_an_unknown_ssh_host_is_refused(tmp_path, bench_data) -> None:
     file = write(tmp_path, "lab.yaml", bench_data)
     code, _, err = check(file)
     assert code == 2
-    assert "paths.satellite.host: `modem` is not among ssh_hosts (router)" in err
+    assert re.search(r"lab\.yaml:\d+: paths\.satellite\.host: `modem` is not among ssh_hosts \(router\)", err)
 
 
 def test_unreadable_file_is_named(tmp_path) -> None:
@@ -240,3 +242,48 @@ def test_version_and_help_are_readable() -> None:
     assert runner.invoke(main, ["--version"]).stdout.startswith("rig, version ")
     help_text = runner.invoke(main, ["--help"]).stdout
     assert "config" in help_text and "Exit codes" in help_text
+
+
+def test_a_duplicated_key_is_refused_with_both_lines(tmp_path) -> None:
+    text = (ROOT / "firmware_configs" / "tcp-rx-1024.yaml").read_text()
+    assert "  tcp_rx_buffer: 1024\n" in text
+    text = text.replace(
+        "  tcp_rx_buffer: 1024\n", "  tcp_rx_buffer: 1024\n  tcp_tx_buffer: 512\n  tcp_rx_buffer: 1460\n"
+    )
+    (tmp_path / "firmware_configs").mkdir()
+    file = tmp_path / "firmware_configs" / "tcp-rx-1024.yaml"
+    file.write_text(text)
+    first = text.splitlines().index("  tcp_rx_buffer: 1024") + 1
+    code, _, err = check(file)
+    assert code == 2
+    assert (
+        f"tcp-rx-1024.yaml:{first + 2}: build.tcp_rx_buffer: duplicate key (first given on line {first}"
+        in err
+    )
+    # The file's own tcp_tx_buffer now comes second.
+    assert (
+        f"tcp-rx-1024.yaml:{first + 3}: build.tcp_tx_buffer: duplicate key (first given on line {first + 1}"
+        in err
+    )
+
+
+@pytest.mark.parametrize("name", ["skip", "xfail", "parametrize", "release"])
+def test_a_path_named_like_a_marker_is_refused(tmp_path, bench_data, name: str) -> None:
+    bench_data["paths"][name] = bench_data["paths"].pop("satellite")
+    file = write(tmp_path, "lab.yaml", bench_data)
+    code, _, err = check(file)
+    assert code == 2
+    assert re.search(rf"lab\.yaml:\d+: paths\.{name}: `{name}` is the name of a pytest or rig marker", err)
+
+
+def test_a_link_rtt_that_disagrees_with_the_paths_rtt_is_refused(tmp_path, bench_data) -> None:
+    satellite = bench_data["paths"]["satellite"]
+    satellite["rtt_ms"] = 600
+    satellite["link"] = {"rtt_ms": 650}
+    file = write(tmp_path, "lab.yaml", bench_data)
+    code, _, err = check(file)
+    assert code == 2
+    assert re.search(
+        r"lab\.yaml:\d+: paths\.satellite\.link\.rtt_ms: 650 disagrees with paths\.satellite\.rtt_ms \(600\)",
+        err,
+    )
