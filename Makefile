@@ -17,7 +17,7 @@ help:
 	@echo "make bench   run the HIL matrix on the default (simulated) bench"
 	@echo "make test    run the rig's own checks: ruff, mypy, pytest"
 	@echo "make bench-parse | bench-uart | bench-matrix | bench-drivers   benchmarks that print figures"
-	@echo "make nightly | gate VARIANT=name | report      the nightly run, the release gate, the HTML report"
+	@echo "make nightly | gate VARIANT=name BENCH=file | report   the nightly run, the release gate, the HTML report"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,8 +56,8 @@ nightly: setup
 	$(HIL) --clean-alluredir -m nightly --repeat $(or $(REPEAT),3) $(PYTEST_ARGS)
 
 gate: setup
-	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=<name in firmware_configs/>" >&2; exit 2; }
-	$(BIN)/rig gate $(VARIANT) --bench $(BENCH) --results $(RESULTS) --repeat $(or $(REPEAT),5)
+	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=<name in firmware_configs/> BENCH=benches/<real bench>.yaml" >&2; exit 2; }
+	$(BIN)/rig gate $(VARIANT) --bench $(BENCH) --results $(RESULTS) --repeat $(or $(REPEAT),5) $(GATE_ARGS)
 
 # Allure 3 from npm (no Java) into build/; the HTML report into $(RESULTS)/report.
 $(ALLURE):

@@ -33,9 +33,19 @@ class ConfigError(RigError):
 
 
 class InfrastructureError(RigError):
-    """The bench could not do its job: programmer, UART, router, lease, cloud. Never a firmware verdict."""
+    """The bench could not do its job: programmer, UART, router, lease, cloud. Never a firmware verdict.
+
+    `part` names the part of the bench that failed (`programmer`, `uart`, `router`, `cloud`, …) when it is
+    known: a run stops trying a part that failed two attempts in a row.
+    """
 
     exit_code = 3
+    part: str | None = None
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, part: str | None = None) -> None:
+        super().__init__(message, problems=problems)
+        if part is not None:
+            self.part = part
 
 
 class FirmwareFailure(RigError):

@@ -20,6 +20,7 @@ the bench session is `rig.hil.session`, files and tables are `rig.report`.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -30,12 +31,14 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from rig import __version__
 from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_bench, load_variants
 from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
 from rig.hil.attempt import CellBench
-from rig.hil.matrix import AttemptCounter, Cell, CellSpec, Comparisons, order_cells, plan
-from rig.report.attachments import attach_attempt, attach_files, label_cell
+from rig.hil.matrix import AttemptCounter, Breaker, Cell, CellSpec, Comparisons, order_cells, plan
+from rig.report.attachments import attach_attempt, attach_files, label_cell, write_environment
 from rig.report.evidence import RunFolder, write_json
+from rig.report.provenance import rig_commit
 from rig.report.records import Outcome
 from rig.report.table import flaky_cells, matrix_table, summarize
 
@@ -54,6 +57,10 @@ class RigState:
     run: RunFolder | None = None
     counter: AttemptCounter = field(default_factory=AttemptCounter)
     comparisons: Comparisons = field(default_factory=Comparisons)
+    breaker: Breaker = field(default_factory=Breaker)
+    announced_trip: bool = False
+    bench_problems: int = 0  # tests that ended in a bench problem (errors)
+    other_failures: int = 0  # tests that failed for any other reason (the firmware, a test's own bug)
 
     def run_folder(self) -> RunFolder:
         if self.run is None:
@@ -256,14 +263,32 @@ def _uncaptured(config: pytest.Config) -> AbstractContextManager[Any]:
 
 @pytest.fixture
 def cell(request: pytest.FixtureRequest, bench: CellBench) -> Iterator[Cell]:
-    """One cell ready to run: image on the DUT, path selected, capture running, DUT reset."""
+    """One cell, run to its verdict: image on the DUT, path selected, capture running, DUT reset, watched.
+
+    The attempt (and its one retry) runs here, in the test's setup, so that a bench problem is a setup
+    error everywhere (terminal, JUnit `<error>`, allure broken) and only the test's own assertions on the
+    verdict can fail it. `cell.handshake()` in the test returns the verdict reached.
+    """
     spec: CellSpec = request.param
     state = request.config.stash[STATE_KEY]
-    the_cell = Cell(spec, bench, state.run_folder(), state.counter)
+    the_cell = Cell(spec, bench, state.run_folder(), state.counter, breaker=state.breaker)
     request.node.stash[CELL_KEY] = the_cell
     label_cell(spec.name, spec.path)
+    config = bench.config
+    request.node.user_properties += [("bench", config.name), ("bench_kind", config.kind)]
     request.addfinalizer(the_cell.close)
-    the_cell.prepare()
+    try:
+        the_cell.prepare()
+        record = the_cell.handshake()
+    except InfrastructureError:
+        if state.breaker.tripped is not None and not state.announced_trip:
+            state.announced_trip = True
+            with _uncaptured(request.config):
+                writer = request.config.get_terminal_writer()
+                writer.line()
+                writer.line(f"rig: {state.breaker.tripped}", red=True, bold=True)
+        raise
+    request.node.user_properties.append(("image_sha256", record.image_sha256 or ""))
     yield the_cell
 
 
@@ -277,12 +302,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     infrastructure = call.excinfo is not None and isinstance(call.excinfo.value, InfrastructureError)
     if infrastructure:
         report.user_properties.append(("rig_infrastructure", True))
+    state = item.config.stash.get(STATE_KEY, None)
+    if state is not None and report.failed:
+        if infrastructure:
+            state.bench_problems += 1
+        else:
+            state.other_failures += 1
     if the_cell is None or the_cell.attempt is None:
         return report
     if (report.when == "setup" and report.failed) or report.when == "call":
         outcome = _outcome(report, infrastructure)
-        result = the_cell.attempt.record
-        if outcome == "error" and result.verdict != "error" and call.excinfo is not None:
+        if outcome == "error" and call.excinfo is not None:
             the_cell.attempt.fail_with_bench_problem(call.excinfo.value)  # e.g. the image file is missing
         _add_comparison(item.config.stash[STATE_KEY], the_cell)
         the_cell.close()
@@ -323,9 +353,22 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """`summary.json` and `run.json` beside `cells.jsonl`: per-cell pass rates and the run's settings."""
+    """The run's exit code, `summary.json` and `run.json` beside `cells.jsonl`, allure's environment.
+
+    A run in which cells were not judged because of bench problems, and nothing failed otherwise, exits
+    3 (the bench could not be used), never 1: 1 means the firmware (or a test) failed.
+    """
     state = session.config.stash.get(STATE_KEY, None)
-    if state is None or state.run is None:
+    if state is None:
+        return
+    if (
+        state.bench_problems
+        and not state.other_failures
+        and session.exitstatus == pytest.ExitCode.TESTS_FAILED
+    ):
+        session.exitstatus = 3
+        exitstatus = 3
+    if state.run is None:
         return
     records = state.run.cells.read()
     cells = [
@@ -344,9 +387,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ]
     write_json(state.run.root / "summary.json", {"cells": cells, "flaky": [c for c in cells if c["flaky"]]})
     options = {name: session.config.getoption(name) for name in ("--variants", "--paths", "--repeat")}
+    bench = state.bench.model if state.bench is not None else None
+    about = {
+        "bench": str(state.bench_path),
+        "bench_name": bench.name if bench else None,
+        "bench_kind": bench.kind if bench else None,
+        "simulated": bench.simulated if bench else None,
+        "rig_version": __version__,
+        "rig_commit": rig_commit(),
+        "host": socket.gethostname(),
+    }
     state.run.write_run_info(
-        {"bench": str(state.bench_path), "exit_status": int(exitstatus), "attempts": len(records), **options}
+        {
+            **about,
+            "exit_status": int(exitstatus),
+            "attempts": len(records),
+            "bench_problems": state.bench_problems,
+            **options,
+        }
     )
+    allure_dir = getattr(session.config.option, "allure_report_dir", None)
+    if allure_dir:
+        images = {f"image {r.variant}": r.image_sha256 for r in records if r.image_sha256}
+        environment = {k: str(v) for k, v in about.items() if v is not None}
+        write_environment(Path(allure_dir), {**environment, **dict(sorted(images.items()))})
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -359,8 +423,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     width = max(100, int(os.environ.get("COLUMNS", "0") or 0), terminalreporter._tw.fullwidth)
     buffer = StringIO()
     console = Console(file=buffer, width=width, force_terminal=terminalreporter.hasmarkup, highlight=False)
-    bench = state.bench.model.name if state.bench else "?"
-    console.print(matrix_table(records, title=f"HIL matrix on bench `{bench}` (run {state.run.run_id})"))
+    bench = state.bench.model if state.bench else None
+    kind = ", SIMULATED bench" if bench is not None and bench.simulated else ""
+    title = f"HIL matrix on bench `{bench.name if bench else '?'}` (run {state.run.run_id}{kind})"
+    console.print(matrix_table(records, title=title))
+    if bench is not None and bench.simulated:
+        console.print("[yellow]simulated bench: these verdicts are not a release verdict[/]")
     flaky = flaky_cells(records)
     if flaky:
         names = ", ".join(f"{s.variant}-{s.path}" for s in flaky)

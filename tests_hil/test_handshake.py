@@ -1,8 +1,9 @@
 """The HIL matrix: every firmware variant × every path of the bench completes its TLS handshake.
 
 The rig's pytest plugin parametrizes `cell` from `--firmware-dir` × the bench file's paths, orders the
-cells so each variant is programmed once, and prepares each one (image, path, reset) before the test
-starts. A cell whose variant file says `fail <category>` on that path is a strict xfail: it passes only
+cells so each variant is programmed once, and runs each one to its verdict (image, path, reset, live
+verdict) in the test's setup, so that a bench problem is an error, never a failure. A cell whose variant
+file says `fail <category>` on that path is a strict xfail: it passes only
 when the handshake fails with exactly that diagnosis.
 """
 

@@ -1,28 +1,34 @@
-"""`rig gate VARIANT`: the release gate — run one variant on every path N times and say if it ships.
+"""`rig gate VARIANT --bench FILE`: the release gate — run one variant on every path N times and say if it ships.
 
 The gate runs the same attempts as the HIL matrix (`rig.hil.matrix.Cell`: image, path, reset, live verdict,
 one retry for a bench problem) without pytest, writes the evidence (with a failing attempt's timeline
-chart and diff against a passing one) and `cells.jsonl` into
-`RESULTS/<run-id>/`, then `gate.json` (variant, image sha256, bench, per-path results, verdict,
-reasons), and exits 0 (releasable), 1 (the firmware fails a path) or 3 (could not be judged: a bench
-problem). A variant whose file says `release: false` is refused (exit 2) before the bench is touched.
-The rules are `rig.report.gate.judge`.
+chart and diff against a passing one) and `cells.jsonl` into `RESULTS/<run-id>/`, then `gate.json`
+(variant, image sha256, bench and its kind, per-path results, every attempt's evidence, verdict, reasons,
+provenance), and exits 0 (releasable), 1 (the firmware fails a path) or 3 (could not be judged: a bench
+problem). The rules are `rig.report.gate.judge`.
+
+Refused before the bench is touched (exit 2): no bench given (`--bench` or `RIG_BENCH`: the gate never
+picks one), a variant whose file says `release: false`, and a simulated bench unless `--allow-simulated`
+— whose verdict is then marked `"simulated": true` and is not a release verdict.
+`rig gate --verify gate.json` reads the files the gate judged again and checks their digests.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import click
 from rich.console import Console
 
-from rig.config import DEFAULT_BENCH, Loaded, VariantConfig, load_bench, load_variant
-from rig.drivers.programmers import image_sha256
+from rig.config import Loaded, VariantConfig, load_bench, load_variant
 from rig.errors import ConfigError, InfrastructureError
 from rig.hil.matrix import AttemptCounter, Cell, Comparisons, expected_outcome, order_cells, plan
 from rig.hil.session import open_bench
 from rig.report.evidence import RunFolder
 from rig.report.gate import GateReport, judge
+from rig.report.provenance import Provenance
 from rig.report.table import matrix_table
 
 console = Console(highlight=False, soft_wrap=True)
@@ -49,14 +55,28 @@ def run_gate(
     """Run the gate and judge it; gate.json is written in the run folder whatever happens."""
     bench = load_bench(bench_path)
     paths = list(bench.model.paths)
+    image = bench.model.image_for(variant.model)
+    provenance = Provenance.start(
+        bench=bench.model.name,
+        bench_kind=bench.model.kind,
+        bench_file=bench_path,
+        variant_file=variant.path,
+        image=image,
+    )
     run = RunFolder(results)
     run.write_run_info(
-        {"kind": "gate", "variant": variant.model.name, "bench": str(bench_path), "repeat": repeat}
+        {
+            "kind": "gate",
+            "variant": variant.model.name,
+            "bench": str(bench_path),
+            "bench_name": bench.model.name,
+            "simulated": bench.model.simulated,
+            "repeat": repeat,
+        }
     )
     counter = AttemptCounter()
     comparisons = Comparisons()
-    image = variant.model.image.hex
-    image_sha = image_sha256(image) if image.is_file() else None
+    image_sha = provenance.image.sha256
     stopped: str | None = None
     try:
         with open_bench(bench_path, purpose=f"gate {variant.model.name}") as live:
@@ -88,6 +108,7 @@ def run_gate(
     except InfrastructureError as exc:
         stopped = str(exc)
         err_console.print(f"[magenta]error:[/] bench {bench_path}: {exc}")
+    provenance.ended = time.time()
     report = judge(
         variant.model.name,
         paths,
@@ -95,6 +116,8 @@ def run_gate(
         run.cells.read(),
         bench=bench.model.name,
         image_sha256=image_sha,
+        simulated=bench.model.simulated,
+        provenance=provenance,
     )
     if stopped and report.verdict != "releasable":
         report.reasons.append(stopped)
@@ -103,14 +126,19 @@ def run_gate(
 
 
 @click.command()
-@click.argument("variant")
+@click.argument("variant", required=False)
 @click.option(
     "--bench",
     "bench_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_BENCH,
-    show_default=True,
-    help="bench file (the simulated bench is started if it is down, and stopped again)",
+    envvar="RIG_BENCH",
+    default=None,
+    help="bench file to gate on (or RIG_BENCH); required: the gate never picks a bench for you",
+)
+@click.option(
+    "--allow-simulated",
+    is_flag=True,
+    help="run on a simulated bench anyway; the verdict is marked simulated and is no release verdict",
 )
 @click.option(
     "--firmware-dir",
@@ -123,28 +151,86 @@ def run_gate(
 @click.option(
     "--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True
 )
-def gate(variant: str, bench_path: Path, firmware_dir: Path, repeat: int, results: Path) -> None:
-    """Release gate: run VARIANT on every path --repeat times; write gate.json.
+@click.option(
+    "--verify",
+    "verify_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="check that the image and files a gate.json judged still match their digests (exit 0 or 1)",
+)
+def gate(
+    variant: str | None,
+    bench_path: Path | None,
+    allow_simulated: bool,
+    firmware_dir: Path,
+    repeat: int,
+    results: Path,
+    verify_file: Path | None,
+) -> None:
+    """Release gate: run VARIANT on every path of --bench --repeat times; write gate.json.
 
     \b
     Exit 0: releasable (every attempt on every path completed).
-    Exit 1: the firmware failed a path (even once).
+    Exit 1: the firmware failed a path (even once); with --verify: a file changed since.
     Exit 3: could not be judged (a bench problem kept a path from being run).
-    Exit 2: bad input, or a variant marked `release: false`.
+    Exit 2: bad input: no bench, a variant marked `release: false`, a simulated bench
+            without --allow-simulated.
     """
+    if verify_file is not None:
+        click.get_current_context().exit(verify(verify_file))
+    if variant is None:
+        raise ConfigError("rig gate: which variant? `rig gate VARIANT --bench FILE` (or --verify gate.json)")
+    if bench_path is None:
+        raise ConfigError(
+            "rig gate: no bench — give --bench FILE or set RIG_BENCH; the gate never picks a bench for you"
+        )
     loaded = find_variant(variant, firmware_dir)
     if not loaded.model.release:
         raise ConfigError(
             f"{loaded.source.display}: variant {loaded.model.name} has `release: false` — the gate only judges "
             "release candidates; set `release: true` in its file to gate it"
         )
-    load_bench(bench_path)  # a bad bench file is exit 2 before anything starts
+    bench = load_bench(bench_path)  # a bad bench file is exit 2 before anything starts
+    if bench.model.simulated and not allow_simulated:
+        raise ConfigError(
+            f"{bench.source.display}: bench {bench.model.name} is simulated — its verdict cannot release "
+            "firmware; gate on a real bench, or add --allow-simulated to try the gate itself"
+        )
     report, run = run_gate(loaded, bench_path, repeat, results)
-    console.print(matrix_table(run.cells.read(), title=f"release gate: {report.variant} × {report.repeat}"))
+    kind = " (SIMULATED bench)" if report.simulated else ""
+    console.print(
+        matrix_table(
+            run.cells.read(),
+            title=f"release gate: {report.variant} × {report.repeat} on {report.bench}{kind}",
+        )
+    )
     style = {0: "bold green", 1: "bold red", 3: "bold magenta"}[report.exit_code]
     console.print(f"[{style}]{report.verdict}[/] — " + "; ".join(report.reasons))
+    if report.simulated:
+        console.print("[bold yellow]simulated bench: this is not a release verdict[/]")
     console.print(f"gate.json: {run.root / 'gate.json'}")
     click.get_current_context().exit(report.exit_code)
+
+
+def verify(path: Path) -> int:
+    """Check a gate.json's image and files against their digests; 0 when all match, 1 otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        provenance = Provenance.from_json(data["provenance"])
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found — give the gate.json of a gate run") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a gate.json with provenance ({type(exc).__name__}: {exc})") from None
+    checks = provenance.verify()
+    for ok, line in checks:
+        console.print(("[green]ok[/]      " if ok else "[bold red]CHANGED[/] ") + line)
+    verdict = data.get("verdict", "?")
+    sim = ", simulated bench" if provenance.simulated else ""
+    console.print(
+        f"gate of {data.get('variant')} on {provenance.bench}{sim}: {verdict}, by rig {provenance.rig_version}"
+        f" ({provenance.rig_commit or 'no checkout'}) on {provenance.host}"
+    )
+    return 0 if all(ok for ok, _ in checks) else 1
 
 
 commands = [gate]

@@ -253,10 +253,23 @@ class ProviderConfig(Model):
     env_file: FilePath
 
 
+class ImagesConfig(Model):
+    """Where a bench's firmware images are when they are not the variants' own builds."""
+
+    dir: FilePath = Field(
+        description="folder holding `<variant name>.hex` for each variant; on this bench it replaces the "
+        "variant's image.hex (and its image.sha256 pin, which belongs to that build)"
+    )
+
+
 class BenchConfig(Model):
     """A bench file."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    kind: Literal["real", "simulated"] = Field(
+        description="real: hardware whose verdicts can release firmware; simulated: the simulated bench, "
+        "whose verdicts never can"
+    )
     description: str = ""
     dut: DutConfig
     programmer: ProgrammerConfig
@@ -268,6 +281,21 @@ class BenchConfig(Model):
     timeouts: TimeoutsConfig = TimeoutsConfig()
     state_dir: FilePath | None = Field(None, description="where lease and flash records live")
     provider: ProviderConfig | None = None
+    images: ImagesConfig | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.kind == "simulated"
+
+    def image_for(self, variant: VariantConfig) -> Path:
+        """The HEX this bench programs for `variant`: its own `images.dir`'s, else the variant's build."""
+        if self.images is not None:
+            return self.images.dir / f"{variant.name}.hex"
+        return variant.image.hex
+
+    def image_pin(self, variant: VariantConfig) -> str | None:
+        """The sha256 the image must have: the variant's `image.sha256`, unless this bench has its own images."""
+        return None if self.images is not None else variant.image.sha256
 
 
 # ------------------------------------------------------------------------------------------- variant

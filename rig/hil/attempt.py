@@ -148,6 +148,8 @@ class Attempt:
             evidence=str(folder),
             started=time.time(),
             rig_version=__version__,
+            bench=bench.config.name,
+            simulated=bench.config.simulated,
             stall_after_s=stall_after_s(bench.config.timeouts, self.path),
         )
         self.parser: LogParser | None = None  # the live parser of the boot being judged
@@ -283,7 +285,8 @@ class Attempt:
         if running and wanted and running != wanted:
             raise InfrastructureError(
                 f"{self.id}: the DUT booted image sha256 {running} but {wanted} ({self.variant.name}) was "
-                "programmed — check the programmer's verify and that the bench's DUT is the one programmed"
+                "programmed — check the programmer's verify and that the bench's DUT is the one programmed",
+                part="programmer",
             )
 
     def _confirm_with_cloud(self, deadline: float) -> None:
@@ -295,7 +298,8 @@ class Attempt:
             raise InfrastructureError(
                 f"{self.id}: the DUT printed its MQTT session line but the cloud's lifecycle events did not "
                 f"report client `{self.bench.config.dut.client_id}` connected within {remaining:.0f} s — "
-                "check cloud.events (broker, certificates, topic permissions)"
+                "check cloud.events (broker, certificates, topic permissions)",
+                part="cloud",
             )
         self.record.seconds.reset_to_verdict = time.monotonic() - (self._reset_at or 0.0)
 
@@ -325,12 +329,24 @@ class Attempt:
             )
 
     def fail_with_bench_problem(self, exc: BaseException) -> None:
-        """Mark this attempt as not judged because of `exc` (a bench problem, or bad input)."""
+        """Mark this attempt as not judged because of `exc` (a bench problem, or bad input); once."""
+        if self.record.error is not None and self.record.verdict in ("error", "not run"):
+            return
+        part = exc.part if isinstance(exc, InfrastructureError) else None
         self.record.verdict = "error"
         self.record.category = None
         self.record.error = str(exc)
         self.record.summary = f"bench problem: {exc}"
-        self.bench.emit("bench_problem", cell=self.id, error=str(exc))
+        self.bench.emit("bench_problem", cell=self.id, error=str(exc), part=part)
+
+    def not_run(self, reason: InfrastructureError) -> None:
+        """Mark this attempt as never started because of a part known to be broken; the bench is not touched."""
+        self.record.verdict = "not run"
+        self.record.category = None
+        self.record.error = str(reason)
+        self.record.summary = f"not run: {reason}"
+        self._closed = True  # nothing was opened: nothing to stop
+        self.save()
 
     def close(self) -> None:
         """Stop capture and subscription, write `diagnosis.json`, stop recording into this folder."""

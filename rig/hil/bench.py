@@ -354,16 +354,21 @@ class Bench:
         blank part says nothing). `force` programs without asking the DUT (a DUT that prints a wrong
         banner, a suspect flash).
         """
-        image = variant.image.hex
+        image = self.config.image_for(variant)
         if not image.is_file():
-            raise ConfigError(f"variant {variant.name}: image {image} not found — build it or fix image.hex")
+            where = (
+                f"the bench's images.dir ({self.loaded.source.display})"
+                if self.config.images is not None
+                else "its image.hex"
+            )
+            raise ConfigError(f"variant {variant.name}: image {image} not found — build it or fix {where}")
         wanted = image_sha256(image)
         running, how = (None, "unknown") if force else self.running_image()
         if running is not None and running.lower() == wanted:
             self.events.emit("flash_skipped", "bench", variant=variant.name, sha256=wanted, known_by=how)
             return ProgramResult(True, True, 0.0, 0, None, wanted)
         self.banner.forget()  # the new image will announce itself
-        result = self.programmer.program(image, out_dir=out_dir, sha256=variant.image.sha256)
+        result = self.programmer.program(image, out_dir=out_dir, sha256=self.config.image_pin(variant))
         self._write_record(variant.name, wanted)
         return result
 

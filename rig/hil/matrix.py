@@ -111,6 +111,36 @@ def expected_outcome(spec: CellSpec, result: AttemptRecord | None, infrastructur
     return "xfailed" if result.category == expectation.category else "failed"
 
 
+class Breaker:
+    """Stops a run from going on against a broken part: two attempts in a row failing on the same part.
+
+    After it trips, every remaining cell is reported as not run because of that part, at once, without
+    touching the bench: a bench whose programmer lost its target does not cost an hour of retries.
+    """
+
+    def __init__(self, limit: int = 2) -> None:
+        self.limit = limit
+        self._part: str | None = None
+        self._count = 0
+        self.tripped: InfrastructureError | None = None
+
+    def failed(self, exc: InfrastructureError) -> None:
+        """An attempt ended in a bench problem."""
+        part = exc.part or "bench"
+        self._count = self._count + 1 if part == self._part else 1
+        self._part = part
+        if self._count >= self.limit and self.tripped is None:
+            self.tripped = InfrastructureError(
+                f"the {part} failed {self._count} attempts in a row, so the remaining cells are not run "
+                f"(last problem: {exc})",
+                part=part,
+            )
+
+    def judged(self) -> None:
+        """An attempt reached a verdict: the parts it used work."""
+        self._part, self._count = None, 0
+
+
 class Cell:
     """A cell ready to run in a test: `prepare()` (the fixture), then `handshake()` (the test)."""
 
@@ -122,14 +152,17 @@ class Cell:
         attempt_number: Callable[[str], int],
         *,
         retries: int = 1,
+        breaker: Breaker | None = None,
     ) -> None:
         self.spec = spec
         self.bench = bench
         self.run = run
         self._attempt_number = attempt_number
         self.retries_left = retries
+        self.breaker = breaker if breaker is not None else Breaker()
         self.attempt: Attempt | None = None
         self.records: list[AttemptRecord] = []
+        self.judged: AttemptRecord | None = None  # the record of the attempt that reached a verdict
         path = bench.config.paths[spec.path]
         self.stall_after_s = stall_after_s(bench.config.timeouts, path)
         self.time_budget_s = time_budget_s(bench.config.timeouts, path)
@@ -143,6 +176,9 @@ class Cell:
         """Image on the DUT, path selected, capture running, DUT reset (one retry on a bench problem)."""
         while True:
             self.attempt = self._new_attempt()
+            if self.breaker.tripped is not None:
+                self.attempt.not_run(self.breaker.tripped)
+                raise self.breaker.tripped
             try:
                 self.attempt.prepare()
                 return
@@ -151,7 +187,12 @@ class Cell:
                     raise
 
     def handshake(self) -> AttemptRecord:
-        """Watch the DUT to its verdict; on a bench problem, redo the attempt once from the start."""
+        """Watch the DUT to its verdict; on a bench problem, redo the attempt once from the start.
+
+        The verdict is reached once: called again, it returns the same record.
+        """
+        if self.judged is not None:
+            return self.judged
         if self.attempt is None:
             self.prepare()
         assert self.attempt is not None
@@ -159,6 +200,8 @@ class Cell:
             try:
                 result = self.attempt.watch()
                 self.attempt.close()
+                self.breaker.judged()
+                self.judged = result
                 return result
             except InfrastructureError as exc:
                 if not self._retry_after(exc):
@@ -174,7 +217,8 @@ class Cell:
         """Record the failed attempt as `error`; True when a retry is left (and used)."""
         assert self.attempt is not None
         self.attempt.fail_with_bench_problem(exc)
-        if self.retries_left <= 0:
+        self.breaker.failed(exc)
+        if self.retries_left <= 0 or self.breaker.tripped is not None:
             return False
         self.retries_left -= 1
         self.attempt.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,17 @@ from rig.hil.provider import ensure_provider_up, provider_down
 from rig.report import evidence as files
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def blame(part: str) -> Iterator[None]:
+    """Name `part` as the one that failed in a bench problem raised inside (unless the error names one)."""
+    try:
+        yield
+    except InfrastructureError as exc:
+        if exc.part is None:
+            exc.part = part
+        raise
 
 
 class LiveBench:
@@ -44,7 +55,8 @@ class LiveBench:
         self.bench.events.attach(folder / files.EVENTS if folder is not None else None)
 
     def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
-        return self.bench.ensure_image(variant, out_dir)
+        with blame("programmer"):
+            return self.bench.ensure_image(variant, out_dir)
 
     def select_path(self, name: str) -> None:
         """Select and verify `name`, unless this session's last selection already was `name`.
@@ -56,17 +68,23 @@ class LiveBench:
             self.bench.events.emit("path_kept", "router", path=name)
             return
         self._selected = None
-        self.bench.select_path(name)
+        with blame("router"):
+            self.bench.select_path(name)
         self._selected = name
 
     def subscribe(self) -> UartSubscription:
-        return self.bench.uart.subscribe()
+        with blame("uart"):
+            return self.bench.uart.subscribe()
 
     def reset_dut(self) -> None:
-        self.bench.reset_dut()
+        method = self.config.dut.reset.method
+        with blame("programmer" if method == "programmer" else "reset"):
+            self.bench.reset_dut()
 
-    def capture(self, out: Path) -> AbstractContextManager[Any]:
-        return self.bench.router.capture(out)
+    @contextmanager
+    def capture(self, out: Path) -> Iterator[None]:
+        with blame("router"), self.bench.router.capture(out):
+            yield
 
     def wait_cloud_connected(self, timeout: float, since: float) -> bool | None:
         cloud = self.bench.cloud

@@ -74,3 +74,19 @@ def label_cell(variant: str, path: str) -> None:
     story: Callable[..., Any] = allure.dynamic.story
     feature(variant)
     story(path)
+
+
+def write_environment(allure_dir: Path, values: dict[str, str]) -> Path:
+    """allure's `environment.properties` in its results folder: the run's bench, its kind, images, rig.
+
+    One `key=value` line each (allure reads Java properties; `=`, `:` and backslashes in values are
+    escaped), so the report's Environment panel says which bench judged what.
+    """
+    allure_dir.mkdir(parents=True, exist_ok=True)
+    target = allure_dir / "environment.properties"
+
+    def escape(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("=", "\\=").replace(":", "\\:").replace("\n", " ")
+
+    target.write_text("".join(f"{escape(k)}={escape(v)}\n" for k, v in values.items()), encoding="utf-8")
+    return target

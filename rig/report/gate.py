@@ -6,6 +6,10 @@ infrastructure error that its retry cleared is forgotten). If the firmware fails
 the verdict is `not releasable` (exit 1) — a flaky failure is a failure. Otherwise, if infrastructure
 kept any repeat from being judged, the verdict is `not judged` (exit 3): the gate never says "pass"
 about a path it could not see. Only every repeat on every path completing gives `releasable` (exit 0).
+
+A gate run on a simulated bench keeps its verdict but says `"simulated": true`: it is never a release
+verdict. `gate.json` also carries the provenance (`rig.report.provenance`: rig version and commit, host,
+times, digests of the bench file, the variant file and the image) and every attempt with its evidence.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rig.report.evidence import write_json
+from rig.report.provenance import Provenance
 from rig.report.records import AttemptRecord, final_attempts
 from rig.report.table import verdict_text
 
@@ -45,6 +50,9 @@ class GateReport:
     paths: dict[str, PathResult]
     verdict: GateVerdict
     reasons: list[str]
+    simulated: bool = False
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # every attempt, retried ones too
+    provenance: Provenance | None = None
 
     @property
     def exit_code(self) -> int:
@@ -53,6 +61,7 @@ class GateReport:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["exit_code"] = self.exit_code
+        data["release_verdict"] = not self.simulated
         return data
 
     def write(self, path: Path) -> Path:
@@ -67,9 +76,12 @@ def judge(
     *,
     bench: str,
     image_sha256: str | None,
+    simulated: bool = False,
+    provenance: Provenance | None = None,
 ) -> GateReport:
     """Judge `variant` from the records of its gate run on `paths`, each expected `repeat` times."""
-    finals = [r for r in final_attempts(records) if r.variant == variant]
+    mine_all = [r for r in records if r.variant == variant]
+    finals = final_attempts(mine_all)
     results: dict[str, PathResult] = {}
     failing: list[str] = []
     unjudged: list[str] = []
@@ -107,6 +119,19 @@ def judge(
     else:
         verdict = "releasable"
         reasons = [f"completed {repeat} of {repeat} on every path ({', '.join(paths)})"]
+    if simulated:
+        reasons.append("simulated bench: this is not a release verdict")
+    attempts = [
+        {
+            "path": r.path,
+            "repeat": r.repeat,
+            "attempt": r.attempt,
+            "outcome": r.outcome,
+            "verdict": verdict_text(r),
+            "evidence": r.evidence,
+        }
+        for r in mine_all
+    ]
     return GateReport(
         variant=variant,
         image_sha256=image_sha256,
@@ -115,4 +140,7 @@ def judge(
         paths=results,
         verdict=verdict,
         reasons=reasons,
+        simulated=simulated,
+        attempts=attempts,
+        provenance=provenance,
     )

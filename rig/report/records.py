@@ -6,7 +6,7 @@ fsync'ed before the next attempt starts). The live attempt fills the same `Attem
 written and read back; `diagnosis.json` is a view of it (`evidence_json`). Fields are the ones users
 grep for: `variant, path, attempt, outcome, verdict, category, last_state, error, seconds{program, path,
 reset_to_verdict, settle}, programmed, evidence`, plus `repeat`, `ciphersuite`, `summary`, `started`,
-`image_sha256`, `rig_version`, `mqtt_connected`, `cloud_connected` and `stall_after_s`. Lines written by
+`image_sha256`, `rig_version`, `bench`, `simulated`, `mqtt_connected`, `cloud_connected` and `stall_after_s`. Lines written by
 older versions of the rig (without the later fields, `verdict: null` for a bench problem) read as before.
 """
 
@@ -64,6 +64,8 @@ class AttemptRecord(BaseModel):
     started: float = 0.0
     image_sha256: str | None = None
     rig_version: str | None = None
+    bench: str | None = None  # the bench file's name
+    simulated: bool | None = None  # judged on a simulated bench: never a release verdict
     mqtt_connected: bool = False
     cloud_connected: bool | None = None
     stall_after_s: float | None = None

@@ -1,12 +1,13 @@
-"""Variant images for the simulated bench: one PKI per machine, each HEX rebuilt only when stale.
+"""Variant images for the simulated bench: built into the sim's own folder, each rebuilt only when stale.
 
-A variant file names one HEX path (`image.hex`, e.g. `build/firmware/tcp-rx-1024.hex`) whatever sim
-programs it, and the image carries the CA root and the device certificate and key. If every sim had its
-own PKI, two sims side by side would overwrite each other's images with ones the other's cloud refuses.
-So the sims of one user share a PKI (`$RIG_SIM_PKI_DIR`, default `~/.cache/rig/sim-pki`): every sim
-builds the same bytes for the same variant, and a HEX whose stamp (`<hex>.build.json`: variant file
-hash, PKI fingerprint, client id, endpoint, HEX sha256) still matches is left alone. File locks keep
-concurrent `rig sim up`s from generating the PKI or writing one HEX at the same time.
+The sim's bench file says where its images are (`images.dir`, e.g. `.rig-sim/images`): the harness
+programs `<variant>.hex` from there on that bench, and the variants' own `image.hex` — the real firmware
+build's output — is never read or written by the sim. Every HEX the sim writes has a stamp beside it
+(`<hex>.build.json`: variant file hash, PKI fingerprint, client id, endpoint, HEX sha256); a HEX in that
+folder without a stamp that matches its bytes was not written by the sim and is left alone, with a
+message. The sims of one user share a PKI (`$RIG_SIM_PKI_DIR`, default `~/.cache/rig/sim-pki`), so two
+sims build the same bytes for the same variant. File locks keep concurrent `rig sim up`s from generating
+the PKI or writing one HEX at the same time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.config import load_variant
-from rig.errors import InfrastructureError
+from rig.errors import ConfigError, InfrastructureError
 from rig.sim.image import build_image
 from rig.sim.pki import Pki, generate_pki
 
@@ -75,12 +76,19 @@ def read_stamp(hex_path: Path) -> dict[str, Any]:
     return data
 
 
+class NotWrittenBySim(ConfigError):
+    """A HEX where the sim would build one, that the sim did not write: it is never overwritten."""
+
+
 def build_variant(
-    variant_file: Path, pki: Pki, client_id: str, endpoint: str, *, only_if_stale: bool
+    variant_file: Path, pki: Pki, client_id: str, endpoint: str, images: Path, *, only_if_stale: bool
 ) -> tuple[Path, str | None]:
-    """Build `variant_file`'s HEX; returns its path and the HEX sha256, or None when it was fresh."""
+    """Build `variant_file`'s HEX into `images`; returns its path and sha256, or None when it was fresh.
+
+    Raises `NotWrittenBySim` when a HEX is there without the stamp of the sim that wrote it.
+    """
     variant = load_variant(variant_file).model
-    hex_path = variant.image.hex
+    hex_path = images / f"{variant.name}.hex"
     inputs = {
         "variant": variant.name,
         "variant_sha256": _sha256(variant_file),
@@ -90,12 +98,13 @@ def build_variant(
     }
     with locked(hex_path.parent / ".rig-sim-build.lock"):
         stamp = read_stamp(hex_path)
-        fresh = (
-            hex_path.is_file()
-            and {k: stamp.get(k) for k in inputs} == inputs
-            and stamp.get("hex_sha256") == _sha256(hex_path)
-        )
-        if only_if_stale and fresh:
+        ours = hex_path.is_file() and stamp.get("hex_sha256") == _sha256(hex_path)
+        if hex_path.exists() and not ours:
+            raise NotWrittenBySim(
+                f"{hex_path}: left alone — this HEX was not written by the simulated bench (no stamp "
+                f"{stamp_path(hex_path).name} matching its bytes); remove it if the sim should build {variant.name}"
+            )
+        if only_if_stale and ours and {k: stamp.get(k) for k in inputs} == inputs:
             return hex_path, None
         sha = build_image(variant, pki, client_id, endpoint, hex_path)
         stamp_path(hex_path).write_text(json.dumps({**inputs, "hex_sha256": sha}, indent=2))

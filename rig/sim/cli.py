@@ -130,7 +130,7 @@ def status(folder: Path | None, quiet: bool, as_json: bool) -> None:
     "variants", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
 )
 def build(folder: Path | None, variants: tuple[Path, ...]) -> None:
-    """Build the HEX image of each VARIANT file (to its image.hex) for this sim's PKI."""
+    """Build the HEX image of each VARIANT file into the sim bench's images.dir, for this sim's PKI."""
     simulation = _sim(folder)
     for variant in variants:
         sha = simulation.build(variant)

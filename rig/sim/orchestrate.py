@@ -92,7 +92,7 @@ class Sim:
         """Start every part; returns when all answer. Raises InfrastructureError naming the part."""
         from rig.sim.builds import locked
 
-        bench = load_bench(bench_path).model
+        bench = simulated_bench(bench_path)
         self.dir.mkdir(parents=True, exist_ok=True)
         with locked(self.dir / ".lock"):  # one `up` or `down` at a time per folder
             if self.is_up():
@@ -218,10 +218,15 @@ class Sim:
         self, bench_path: Path, bench: BenchConfig, options: UpOptions, progress: Progress
     ) -> None:
         """Build the image of every variant whose HEX is missing or was not built for this sim."""
+        from rig.sim.builds import NotWrittenBySim
+
         firmware_dir = options.firmware_dir or bench_path.parent.parent / "firmware_configs"
         if firmware_dir.is_dir():
             for variant_file in sorted(firmware_dir.glob("*.yaml")):
-                self.build(variant_file, progress, only_if_stale=True, bench=bench)
+                try:
+                    self.build(variant_file, progress, only_if_stale=True, bench=bench)
+                except NotWrittenBySim as exc:
+                    progress(str(exc))
 
     def start_part(self, name: str, argv: list[str], port: int) -> None:
         """Start part `name` (its output in `logs/<name>.log`) and return once it listens on `port`."""
@@ -260,18 +265,21 @@ class Sim:
         only_if_stale: bool = False,
         bench: BenchConfig | None = None,
     ) -> str | None:
-        """Build a variant's HEX (to its `image.hex`) with the sims' PKI; its sha256, None if fresh."""
+        """Build a variant's HEX into the bench's `images.dir` with the sims' PKI; its sha256, None if fresh."""
         from rig.sim.builds import build_variant, ensure_pki
 
         if bench is None:
             bench_file = self.state().get("bench")
             if not bench_file:
                 raise ConfigError(f"{self.dir}: no sim here yet — run `rig sim up` (it also builds images)")
-            bench = load_bench(Path(bench_file)).model
+            bench = simulated_bench(Path(bench_file))
+        assert bench.images is not None  # simulated_bench() checked it
         endpoint, client_id = bench.cloud.endpoint, bench.dut.client_id
         pki_dir = self.state().get("pki")
         pki = ensure_pki(endpoint, Path(pki_dir) if pki_dir else None)
-        hex_path, sha = build_variant(variant_file, pki, client_id, endpoint, only_if_stale=only_if_stale)
+        hex_path, sha = build_variant(
+            variant_file, pki, client_id, endpoint, bench.images.dir, only_if_stale=only_if_stale
+        )
         if sha is not None:
             progress(f"built image {variant_file.stem} → {hex_path}")
         return sha
@@ -363,6 +371,24 @@ class Sim:
             return None
         name = variant_of(source)
         return f"{name} ({Path(source).name})" if name else Path(source).name
+
+
+def simulated_bench(path: Path) -> BenchConfig:
+    """The bench file at `path`, which must declare itself simulated and say where its images go."""
+    loaded = load_bench(path)
+    bench = loaded.model
+    if not bench.simulated:
+        raise ConfigError(
+            loaded.source.problem(
+                ("kind",), f"`{bench.kind}`: the simulated bench only runs a bench file of `kind: simulated`"
+            )
+        )
+    if bench.images is None:
+        raise ConfigError(
+            f"{loaded.source.display}: no `images.dir` — the simulated bench builds its images into a folder "
+            "of its own and never into the variants' image.hex (the real firmware build's output)"
+        )
+    return bench
 
 
 def default_dir() -> Path:

@@ -12,6 +12,7 @@ REPO = HERE.parent.parent
 
 BENCH_YAML = """\
 name: scripted
+kind: real
 dut:
   part: 32MZ2048EFM100
   client_id: hub-test-0001

@@ -13,34 +13,43 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
+
+import rig
 
 REPO = Path(__file__).resolve().parents[2]
 RIG = [sys.executable, "-m", "rig"]
 INCIDENT = "tcp-rx-1024,tcp-rx-1460,mbedtls-in-4096"
+SIM_GATE = ["--bench", "benches/sim.yaml", "--allow-simulated"]
+REAL_BUILD = b":020000041D00DD\n:00000001FF\n# a real firmware build of "
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The simulated bench, up for the module; the environment that points `benches/sim.yaml` at it.
 
-    The variant files are private copies (`$FW`) whose images are built into the module's own folder,
-    plus `big-records-rc`: `mbedtls-in-4096` marked as a release candidate, for the gate's exit 1.
+    The variant files are private copies (`$FW`) plus `big-records-rc`: `mbedtls-in-4096` marked as a
+    release candidate, for the gate's exit 1. Their `image.hex` names stand-ins for real firmware builds
+    (`$REAL_BUILDS`), which the sim and every run must leave alone; the sim programs its own images.
     """
     folder = tmp_path_factory.mktemp("sim")
     firmware = folder / "firmware_configs"
     firmware.mkdir()
+    real_builds = folder / "real-build"
+    real_builds.mkdir()
     for source in (REPO / "firmware_configs").glob("*.yaml"):
-        text = source.read_text().replace("../build/firmware/", str(folder / "images") + "/")
+        text = source.read_text().replace("../build/firmware/", str(real_builds) + "/")
         (firmware / source.name).write_text(text)
+        (real_builds / f"{source.stem}.hex").write_bytes(REAL_BUILD + source.stem.encode())
     candidate = (firmware / "mbedtls-in-4096.yaml").read_text()
     candidate = candidate.replace("name: mbedtls-in-4096", "name: big-records-rc")
     candidate = candidate.replace("mbedtls-in-4096.hex", "big-records-rc.hex").replace(
         "release: false", "release: true"
     )
     (firmware / "big-records-rc.yaml").write_text(candidate)
-    env = {**os.environ, "RIG_SIM_DIR": str(folder), "FW": str(firmware)}
+    env = {**os.environ, "RIG_SIM_DIR": str(folder), "FW": str(firmware), "REAL_BUILDS": str(real_builds)}
     up = [
         *RIG,
         "sim",
@@ -156,19 +165,62 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
 def test_gate_exits_0_and_writes_gate_json_for_a_releasable_variant(
     sim: dict[str, str], tmp_path: Path
 ) -> None:
-    argv = [*RIG, "gate", "tcp-rx-1460", "--firmware-dir", sim["FW"], "--repeat", "1"]
+    argv = [*RIG, "gate", "tcp-rx-1460", *SIM_GATE, "--firmware-dir", sim["FW"], "--repeat", "1"]
     done = run([*argv, "--results", str(tmp_path)], sim)
     assert done.returncode == 0, done.stdout + done.stderr
-    gate = json.loads((only_run(tmp_path) / "gate.json").read_text())
+    assert "simulated bench: this is not a release verdict" in done.stdout
+    gate_file = only_run(tmp_path) / "gate.json"
+    gate = json.loads(gate_file.read_text())
     image = (Path(sim["RIG_SIM_DIR"]) / "images" / "tcp-rx-1460.hex").read_bytes()
     assert gate["variant"] == "tcp-rx-1460" and gate["bench"] == "sim"
     assert gate["image_sha256"] == hashlib.sha256(image).hexdigest()
     assert gate["verdict"] == "releasable" and gate["exit_code"] == 0
     assert {p: r["completed"] for p, r in gate["paths"].items()} == {"landline": 1, "satellite": 1}
+    assert gate["simulated"] is True and gate["release_verdict"] is False
+    provenance = gate["provenance"]
+    assert provenance["bench_kind"] == "simulated" and provenance["rig_version"] == rig.__version__
+    assert provenance["image"]["sha256"] == gate["image_sha256"]
+    assert provenance["variant_file"]["file"] == str(Path(sim["FW"], "tcp-rx-1460.yaml").resolve())
+    assert provenance["started"] <= provenance["ended"]
+    assert [(a["path"], a["outcome"]) for a in gate["attempts"]] == [
+        ("landline", "passed"),
+        ("satellite", "passed"),
+    ]
+    assert all(Path(a["evidence"], "diagnosis.json").is_file() for a in gate["attempts"])
+
+    verified = run([*RIG, "gate", "--verify", str(gate_file)], sim)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # The same gate.json, pointed at a copy of the image that is then rebuilt: --verify says so, exit 1.
+    image_copy = tmp_path / "tcp-rx-1460.hex"
+    image_copy.write_bytes(image)
+    gate["provenance"]["image"]["file"] = str(image_copy)
+    gate_file.write_text(json.dumps(gate))
+    assert run([*RIG, "gate", "--verify", str(gate_file)], sim).returncode == 0
+    image_copy.write_bytes(image + b":00000001FF\n")
+    changed = run([*RIG, "gate", "--verify", str(gate_file)], sim)
+    assert changed.returncode == 1
+    assert f"CHANGED image {image_copy}: changed" in changed.stdout
+
+
+def test_gate_needs_a_bench_and_refuses_a_simulated_one_without_allow_simulated(
+    sim: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in sim.items() if k != "RIG_BENCH"}
+    argv = [*RIG, "gate", "tcp-rx-1460", "--firmware-dir", sim["FW"], "--results", str(tmp_path)]
+    done = run(argv, env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: rig gate: no bench — give --bench FILE or set RIG_BENCH; the gate never picks a bench for you"
+    ]
+    done = run(argv, {**env, "RIG_BENCH": "benches/sim.yaml"})
+    assert done.returncode == 2
+    assert "bench sim is simulated — its verdict cannot release firmware" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not tmp_path.joinpath("latest").exists()  # refused before anything ran
 
 
 def test_gate_exits_1_when_the_firmware_fails_a_path(sim: dict[str, str], tmp_path: Path) -> None:
-    argv = [*RIG, "gate", "big-records-rc", "--firmware-dir", sim["FW"], "--repeat", "1"]
+    argv = [*RIG, "gate", "big-records-rc", *SIM_GATE, "--firmware-dir", sim["FW"], "--repeat", "1"]
     done = run([*argv, "--results", str(tmp_path / "results")], sim)
     assert done.returncode == 1, done.stdout + done.stderr
     gate = json.loads((only_run(tmp_path / "results") / "gate.json").read_text())
@@ -180,7 +232,7 @@ def test_gate_exits_3_when_the_bench_cannot_judge(sim: dict[str, str], tmp_path:
     fault = run([*RIG, "sim", "fault", "programmer-missing"], sim)
     assert fault.returncode == 0, fault.stdout + fault.stderr
     try:
-        argv = [*RIG, "gate", "tcp-rx-1460", "--firmware-dir", sim["FW"], "--repeat", "1"]
+        argv = [*RIG, "gate", "tcp-rx-1460", *SIM_GATE, "--firmware-dir", sim["FW"], "--repeat", "1"]
         done = run([*argv, "--results", str(tmp_path)], sim)
     finally:
         run([*RIG, "sim", "fault", "programmer-missing", "--clear"], sim)
@@ -191,7 +243,62 @@ def test_gate_exits_3_when_the_bench_cannot_judge(sim: dict[str, str], tmp_path:
 
 
 def test_gate_refuses_a_variant_not_marked_for_release(sim: dict[str, str], tmp_path: Path) -> None:
-    done = run([*RIG, "gate", "tcp-rx-1024", "--firmware-dir", sim["FW"], "--results", str(tmp_path)], sim)
+    done = run(
+        [*RIG, "gate", "tcp-rx-1024", *SIM_GATE, "--firmware-dir", sim["FW"], "--results", str(tmp_path)], sim
+    )
     assert done.returncode == 2
     assert "variant tcp-rx-1024 has `release: false`" in done.stderr
     assert not tmp_path.joinpath("latest").exists()
+
+
+def test_a_programmer_without_its_target_is_an_outage_exit_3_after_two_attempts(
+    sim: dict[str, str], tmp_path: Path
+) -> None:
+    fault = run([*RIG, "sim", "fault", "programmer-no-target"], sim)
+    assert fault.returncode == 0, fault.stdout + fault.stderr
+    junit = tmp_path / "junit.xml"
+    try:
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests_hil",
+            "-p",
+            "no:cacheprovider",
+            "--firmware-dir",
+            sim["FW"],
+        ]
+        argv += [
+            "--variants",
+            "tcp-rx-1460,tcp-rx-1024",
+            "--results",
+            str(tmp_path),
+            "--junitxml",
+            str(junit),
+        ]
+        done = run(argv, sim)
+    finally:
+        run([*RIG, "sim", "fault", "programmer-no-target", "--clear"], sim)
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "rig: the programmer failed 2 attempts in a row, so the remaining cells are not run" in done.stdout
+    records = [json.loads(line) for line in (only_run(tmp_path) / "cells.jsonl").read_text().splitlines()]
+    tried = [r for r in records if r["verdict"] == "error"]
+    assert len(tried) == 2 and all("target" in r["error"].lower() for r in tried)
+    assert {(r["outcome"], r["verdict"]) for r in records[2:]} == {("error", "not run")}
+    assert len(records) == 2 + 3  # the first cell's two attempts, then the other three cells not run
+    suite = ElementTree.parse(junit).getroot()
+    cases = suite.iter("testcase")
+    assert [len(case.findall("error")) for case in cases] == [1, 1, 1, 1]
+    assert list(suite.iter("failure")) == []
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert (props["bench"], props["bench_kind"]) == ("sim", "simulated")
+
+
+def test_the_real_builds_the_variants_name_are_left_byte_for_byte(sim: dict[str, str]) -> None:
+    # After `rig sim up`, the matrix and the gates of this module (this test runs last).
+    builds = sorted(Path(sim["REAL_BUILDS"]).iterdir())
+    assert [p.name for p in builds] == sorted(
+        f"{p.stem}.hex" for p in (REPO / "firmware_configs").glob("*.yaml")
+    )
+    for build in builds:
+        assert build.read_bytes() == REAL_BUILD + build.stem.encode()

@@ -360,6 +360,7 @@ def bench_dict(
     """A minimal valid bench file (as a mapping) around the given hosts and paths."""
     bench: dict[str, object] = {
         "name": "drivers-test",
+        "kind": "real",
         "dut": {"part": "32MZ2048EFM100", "client_id": "hub-test", "uart": {"url": "socket://127.0.0.1:9"}},
         "programmer": {"kind": "pic32prog", "executable": "pic32prog"},
         "ssh_hosts": ssh_hosts,

@@ -113,7 +113,7 @@ def run_cell(bench: Bench, variant_name: str, path: str) -> Outcome:
     parser = LogParser()
     lines: list[str] = []
     with serial.Serial(bench.env["RIG_SIM_UART_URL"], bench.config.dut.uart.baud, timeout=0.5) as uart:
-        bench.program(variant.image.hex)
+        bench.program(bench.config.image_for(variant))
         start = time.monotonic()
         verdict = None
         buffer = b""

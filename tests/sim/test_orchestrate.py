@@ -1,7 +1,7 @@
 """`rig sim up | status | fault | down` as a user runs them: every part answers, nothing is left behind.
 
-Each test works on a copy of the bench file and the variant files in its own folder, so images are
-built there and several sims can run side by side without touching the checkout.
+Each test works on a copy of the bench file and the variant files in its own folder, and each sim builds
+its images into its own folder, so several sims run side by side without touching the checkout.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def test_the_uart_can_be_served_as_rfc2217_through_ser2net(tmp_path: Path) -> No
         env = read_env_file(sim.dir / "bench.env")
         url = env["RIG_SIM_UART_URL"]
         assert url.startswith("rfc2217://127.0.0.1:") and url.endswith("?ign_set_control")
-        hex_path = sim.repo / "build" / "firmware" / "tcp-rx-512.hex"
+        hex_path = sim.dir / "images" / "tcp-rx-512.hex"
         with serial.serial_for_url(url, baudrate=115200, timeout=0.5) as uart:
             done = subprocess.run(
                 [env["RIG_SIM_IPECMD"], "-TPICD4", f"-TS{env['RIG_SIM_TOOL_SERIAL']}", "-P32MZ2048EFM100",
@@ -290,8 +290,41 @@ def test_build_writes_the_variant_hex_with_a_stamp_naming_its_inputs(running: Si
     variant = running.repo / "firmware_configs" / "tcp-rx-1460.yaml"
     result = running.rig("build", str(variant))
     assert result.returncode == 0, result.stderr
-    hex_path = running.repo / "build" / "firmware" / "tcp-rx-1460.hex"
+    hex_path = running.dir / "images" / "tcp-rx-1460.hex"
     sha = hashlib.sha256(hex_path.read_bytes()).hexdigest()
     assert result.stdout.split() == ["built", str(variant), "image", "sha256", sha]
     stamp = json.loads((hex_path.parent / "tcp-rx-1460.hex.build.json").read_text())
     assert (stamp["variant"], stamp["hex_sha256"], stamp["client_id"]) == ("tcp-rx-1460", sha, "hub-sim-0001")
+
+
+def test_up_never_writes_a_hex_it_did_not_build_and_says_so(running: SimFolder) -> None:
+    # The variants' own image.hex is the real firmware build's output: the sim never writes there.
+    assert not (running.repo / "build").exists()
+    real = running.repo / "build" / "firmware" / "tcp-rx-1024.hex"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b":020000041D00DD\n:00000001FF\n")
+    # A HEX in the sim's own images folder that the sim did not write is left alone too.
+    foreign = running.dir / "images" / "tcp-rx-512.hex"
+    (running.dir / "images" / "tcp-rx-512.hex.build.json").unlink()
+    foreign.write_bytes(b"a HEX put here by hand\n")
+    variant = running.repo / "firmware_configs" / "tcp-rx-512.yaml"
+    variant.write_text(variant.read_text() + "# edited: stale, the sim would rebuild it\n")
+    again = running.up()
+    assert again.returncode == 0, again.stderr
+    assert f"{foreign}: left alone — this HEX was not written by the simulated bench" in again.stdout
+    assert foreign.read_bytes() == b"a HEX put here by hand\n"
+    assert real.read_bytes() == b":020000041D00DD\n:00000001FF\n"
+    built = running.rig("build", str(variant))
+    assert built.returncode == 2 and "left alone" in built.stderr
+    foreign.unlink()  # the module's later tests use the sim's own image again
+    assert running.rig("build", str(variant)).returncode == 0
+
+
+def test_up_refuses_a_bench_file_that_is_not_simulated(tmp_path: Path) -> None:
+    sim = make_folder(tmp_path)
+    text = sim.bench.read_text().replace("kind: simulated", "kind: real")
+    sim.bench.write_text(text)
+    result = sim.up()
+    assert result.returncode == 2
+    assert "kind: `real`: the simulated bench only runs a bench file of `kind: simulated`" in result.stderr
+    assert not (sim.dir / "sim.json").exists()

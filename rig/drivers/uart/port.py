@@ -54,9 +54,13 @@ EXPECT_BACKLOG = 100_000
 class UartError(InfrastructureError):
     """The port could not be opened, was lost for good, or the reader thread died."""
 
+    part = "uart"
+
 
 class UartTimeout(InfrastructureError):
     """`expect()` did not see its pattern in time; the message has the log path and the last lines."""
+
+    part = "uart"
 
     def __init__(self, message: str, *, tail: list[str]) -> None:
         super().__init__(message)
