@@ -408,7 +408,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     allure_dir = getattr(session.config.option, "allure_report_dir", None)
     if allure_dir:
-        images = {f"image {r.variant}": r.image_sha256 for r in records if r.image_sha256}
+        images = {f"image.{r.variant}": r.image_sha256 for r in records if r.image_sha256}
         environment = {k: str(v) for k, v in about.items() if v is not None}
         write_environment(Path(allure_dir), {**environment, **dict(sorted(images.items()))})
 

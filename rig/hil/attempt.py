@@ -336,6 +336,7 @@ class Attempt:
         self.record.verdict = "error"
         self.record.category = None
         self.record.error = str(exc)
+        self.record.part = part
         self.record.summary = f"bench problem: {exc}"
         self.bench.emit("bench_problem", cell=self.id, error=str(exc), part=part)
 
@@ -344,6 +345,7 @@ class Attempt:
         self.record.verdict = "not run"
         self.record.category = None
         self.record.error = str(reason)
+        self.record.part = reason.part
         self.record.summary = f"not run: {reason}"
         self._closed = True  # nothing was opened: nothing to stop
         self.save()

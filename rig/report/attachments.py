@@ -86,7 +86,8 @@ def write_environment(allure_dir: Path, values: dict[str, str]) -> Path:
     target = allure_dir / "environment.properties"
 
     def escape(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("=", "\\=").replace(":", "\\:").replace("\n", " ")
+        text = text.replace("\\", "\\\\").replace("=", "\\=").replace(":", "\\:").replace("\n", " ")
+        return text.replace(" ", "\\ ")
 
     target.write_text("".join(f"{escape(k)}={escape(v)}\n" for k, v in values.items()), encoding="utf-8")
     return target

@@ -55,6 +55,7 @@ class AttemptRecord(BaseModel):
     category: str | None = None
     last_state: str | None = None
     error: str | None = None  # the firmware's Mbed TLS error, or the bench problem for `error`
+    part: str | None = None  # the bench part whose problem kept the attempt from a verdict
     seconds: Seconds = Field(default_factory=Seconds)
     programmed: bool = False
     evidence: str = ""

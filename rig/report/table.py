@@ -100,8 +100,11 @@ def cell_text(summary: CellSummary, records: list[AttemptRecord]) -> str:
     style = _STYLE.get(last.outcome or "", "")
     if summary.attempts == 1:
         text = verdict_text(last)
-        if last.outcome == "error":
-            text = f"error: {last.error or 'bench problem'}"
+        if last.outcome == "error" and last.verdict == "not run":
+            text = f"not run: the {last.part or 'bench'} had failed twice in a row"
+        elif last.outcome == "error":
+            part = f" ({last.part})" if last.part else ""
+            text = f"error{part}: {last.error or 'bench problem'}"
         seconds = last.seconds.reset_to_verdict
         timing = f" {seconds:.1f}s" if seconds > 0 and last.outcome != "error" else ""
         mark = {"xfailed": " (expected)", "xpassed": " (UNEXPECTED PASS)", "failed": " (UNEXPECTED)"}.get(

@@ -147,6 +147,19 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
         f"incident cell: stalled {stall['seconds']['reset_to_verdict']:.1f} s after the reset (firmware: 60 s)"
     )
 
+    environment = dict(
+        line.split("=", 1) for line in (allure_dir / "environment.properties").read_text().splitlines()
+    )
+    assert (environment["bench_name"], environment["bench_kind"]) == ("sim", "simulated")
+    assert environment["image.tcp-rx-1024"] == stall["image_sha256"]
+    assert (stall["bench"], stall["simulated"]) == ("sim", True)
+    run_info = json.loads((folder / "run.json").read_text())
+    assert (run_info["bench_kind"], run_info["simulated"], run_info["rig_version"]) == (
+        "simulated",
+        True,
+        rig.__version__,
+    )
+
     statuses = {}
     for file in allure_dir.glob("*-result.json"):
         result = json.loads(file.read_text())
