@@ -63,18 +63,32 @@ class HandshakeFailed(FirmwareFailure, AssertionError):
     """
 
     category: ClassVar[str] = "other"
-    _by_category: ClassVar[dict[str, type[HandshakeFailed]]] = {}
+    state: ClassVar[str | None] = None
+    _classes: ClassVar[dict[tuple[str, str | None], type[HandshakeFailed]]] = {}
 
     def __init__(self, message: str, *, diagnosis: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.diagnosis = diagnosis or {}
 
     @classmethod
-    def of(cls, category: str | None) -> type[HandshakeFailed]:
-        """The class raised for a handshake that ended in `category` (the same class at every call)."""
+    def of(cls, category: str | None, state: str | None = None) -> type[HandshakeFailed]:
+        """The class raised for a handshake that ended in `category` (in `state`); the same at every call.
+
+        `HandshakeFailed_<category>_at_<STATE>` is a subclass of `HandshakeFailed_<category>`, so an
+        expectation that names only the category accepts the failure in any state, and one that names the
+        state accepts only that state.
+        """
         name = category if category and category.isidentifier() else "other"
-        if name not in cls._by_category:
-            cls._by_category[name] = type(
-                f"HandshakeFailed_{name}", (HandshakeFailed,), {"category": name, "__module__": __name__}
+        place = state if state and state.isidentifier() else None
+        key = (name, place)
+        if key not in cls._classes:
+            if place is None:
+                base: type[HandshakeFailed] = HandshakeFailed
+                title = f"HandshakeFailed_{name}"
+            else:
+                base = cls.of(name)
+                title = f"HandshakeFailed_{name}_at_{place}"
+            cls._classes[key] = type(
+                title, (base,), {"category": name, "state": place, "__module__": __name__}
             )
-        return cls._by_category[name]
+        return cls._classes[key]

@@ -181,8 +181,8 @@ def _marks(spec: CellSpec) -> list[pytest.MarkDecorator]:
         marks.append(
             pytest.mark.xfail(
                 strict=True,
-                raises=HandshakeFailed.of(expectation.category),
-                reason=f"{spec.variant.source.display}: expect.{spec.path} = fail {expectation.category}",
+                raises=HandshakeFailed.of(expectation.category, expectation.state),
+                reason=f"{spec.variant.source.display}: expect.{spec.path} = {expectation}",
             )
         )
     return marks

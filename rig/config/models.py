@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -320,11 +321,26 @@ class BuildParams(Model):
     )
 
 
+# What a verdict can name beside the Mbed TLS log's own categories: judgements no log makes by itself.
+JUDGE_CATEGORIES: tuple[str, ...] = (
+    "unexpected_reboot",  # the DUT booted again after the attempt's own reset
+    "over_time_budget",  # connected, but later than the path's time budget
+    "weak_ciphersuite",  # connected with a suite AWS IoT Core's policy does not offer (not ECDHE AES-GCM)
+)
+VERDICT_CATEGORIES: tuple[str, ...] = (*CATEGORIES, *JUDGE_CATEGORIES)
+_STATE_NAME = re.compile(r"^(MBEDTLS_SSL_)?[A-Z][A-Z0-9_]*$")
+
+
 class Expectation(Model):
-    """`pass`, or `fail <category>`: what a variant is expected to do on a path."""
+    """`pass`, or `fail <category> [at <STATE>]`: what a variant is expected to do on a path.
+
+    With a state (`fail stall_want_read at SERVER_CHANGE_CIPHER_SPEC`), only a failure of that category
+    in that handshake state is the expected one; the same category elsewhere is unexpected.
+    """
 
     outcome: Literal["pass", "fail"]
     category: str | None = None
+    state: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -336,19 +352,41 @@ class Expectation(Model):
             return {"outcome": "pass"}
         if len(words) == 2 and words[0] == "fail":
             return {"outcome": "fail", "category": words[1]}
-        raise ValueError(f"expected `pass` or `fail <category>`, found {value!r}")
+        if len(words) == 4 and words[0] == "fail" and words[2] == "at":
+            return {"outcome": "fail", "category": words[1], "state": words[3]}
+        raise ValueError(f"expected `pass` or `fail <category> [at <STATE>]`, found {value!r}")
 
     @model_validator(mode="after")
     def _category_known(self) -> Expectation:
-        if self.outcome == "fail" and self.category not in CATEGORIES:
+        if self.outcome == "fail" and self.category not in VERDICT_CATEGORIES:
             raise ValueError(
                 f"unknown failure category {self.category!r}; one of: "
-                + ", ".join(c for c in CATEGORIES if c != "completed")
+                + ", ".join(c for c in VERDICT_CATEGORIES if c != "completed")
             )
         return self
 
+    @field_validator("state")
+    @classmethod
+    def _state_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _STATE_NAME.match(value):
+            raise ValueError(
+                f"`at {value}`: a handshake state is an Mbed TLS state name such as "
+                "SERVER_CHANGE_CIPHER_SPEC (as the table and cells.jsonl's last_state show it)"
+            )
+        return value.removeprefix("MBEDTLS_SSL_")
+
+    def matches(self, category: str | None, last_state: str | None) -> bool:
+        """Whether a failure of `category` in `last_state` is the one this expectation names."""
+        if self.outcome != "fail" or category != self.category:
+            return False
+        return self.state is None or last_state == self.state
+
     def __str__(self) -> str:
-        return "pass" if self.outcome == "pass" else f"fail {self.category}"
+        if self.outcome == "pass":
+            return "pass"
+        return f"fail {self.category}" + (f" at {self.state}" if self.state else "")
 
 
 class VariantConfig(Model):

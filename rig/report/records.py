@@ -90,7 +90,8 @@ class AttemptRecord(BaseModel):
     def raise_for_failure(self) -> None:
         """Raise `HandshakeFailed` (of the diagnosis category's class) unless the attempt completed."""
         if not self.completed:
-            raise HandshakeFailed.of(self.category)(self.summary, diagnosis=self.diagnosis)
+            failure = HandshakeFailed.of(self.category, self.last_state)
+            raise failure(self.summary, diagnosis=self.diagnosis)
 
     def to_json(self) -> dict[str, Any]:
         """The line of `cells.jsonl`."""

@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from rig.cli import main
-from rig.config import load_bench, load_variant, load_variants
+from rig.config import Expectation, load_bench, load_variant, load_variants
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted([*ROOT.glob("benches/*.yaml"), *ROOT.glob("firmware_configs/*.yaml")])
@@ -51,12 +51,18 @@ def test_every_shipped_file_passes_config_check(path: Path) -> None:
 def test_shipped_variants_carry_the_incident_expectations() -> None:
     variants = {v.model.name: v.model for v in load_variants(ROOT / "firmware_configs")}
     assert set(variants) == {"tcp-rx-512", "tcp-rx-1024", "tcp-rx-1460", "mbedtls-in-4096"}
-    assert str(variants["tcp-rx-1024"].expectation("satellite")) == "fail stall_want_read"
+    # The shipped files say where each failure happens (the incident: client state 12).
+    assert (
+        str(variants["tcp-rx-1024"].expectation("satellite"))
+        == "fail stall_want_read at SERVER_CHANGE_CIPHER_SPEC"
+    )
     assert str(variants["tcp-rx-1024"].expectation("landline")) == "pass"
     assert variants["tcp-rx-1460"].release is True
     assert variants["tcp-rx-1024"].build.tcp_rx_buffer == 1024
     for path in ("landline", "satellite"):
-        assert str(variants["mbedtls-in-4096"].expectation(path)) == "fail record_or_buffer_size"
+        assert (
+            str(variants["mbedtls-in-4096"].expectation(path)) == "fail record_or_buffer_size at SERVER_HELLO"
+        )
     assert variants["mbedtls-in-4096"].build.mbedtls_in_content_len == 4096
 
 
@@ -286,4 +292,41 @@ def test_a_link_rtt_that_disagrees_with_the_paths_rtt_is_refused(tmp_path, bench
     assert re.search(
         r"lab\.yaml:\d+: paths\.satellite\.link\.rtt_ms: 650 disagrees with paths\.satellite\.rtt_ms \(600\)",
         err,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "state"),
+    [
+        ("fail stall_want_read", "stall_want_read", None),
+        ("fail stall_want_read at SERVER_CHANGE_CIPHER_SPEC", "stall_want_read", "SERVER_CHANGE_CIPHER_SPEC"),
+        (
+            "fail x509_verify_failed at MBEDTLS_SSL_SERVER_CERTIFICATE",
+            "x509_verify_failed",
+            "SERVER_CERTIFICATE",
+        ),
+        ("fail unexpected_reboot", "unexpected_reboot", None),
+    ],
+)
+def test_an_expectation_names_a_category_and_optionally_its_state(
+    text: str, category: str, state: str | None
+) -> None:
+    expectation = Expectation.model_validate(text)
+    assert (expectation.outcome, expectation.category, expectation.state) == ("fail", category, state)
+    assert expectation.matches(category, state or "ANY_STATE")
+    assert expectation.matches(category, "SERVER_HELLO") is (state is None)
+
+
+def test_an_expectation_with_a_malformed_place_names_the_file_and_line(tmp_path) -> None:
+    text = (ROOT / "firmware_configs" / "tcp-rx-1024.yaml").read_text()
+    text = text.replace(
+        "fail stall_want_read at SERVER_CHANGE_CIPHER_SPEC", "fail stall_want_read at state-12"
+    )
+    (tmp_path / "firmware_configs").mkdir()
+    file = tmp_path / "firmware_configs" / "tcp-rx-1024.yaml"
+    file.write_text(text)
+    code, _, err = check(file)
+    assert code == 2
+    assert re.search(
+        r"tcp-rx-1024\.yaml:\d+: expect\.satellite\.state: `at state-12`: a handshake state is", err
     )

@@ -129,6 +129,25 @@ def test_strict_xfail_passes_only_when_the_cell_fails_with_the_expected_category
     }
 
 
+def test_an_expectation_with_a_place_accepts_its_category_only_in_that_state(project: Project) -> None:
+    project.variant("there", satellite="fail stall_want_read at SERVER_CHANGE_CIPHER_SPEC")
+    project.variant("elsewhere", satellite="fail stall_want_read at SERVER_HELLO")
+    project.scripts(
+        """{
+        ("there", "satellite"): Script(STALLED_AT_12), ("elsewhere", "satellite"): Script(STALLED_AT_12),
+    }"""
+    )
+    result = project.run("--paths", "satellite", "-rxXf")
+    result.assert_outcomes(xfailed=1, failed=1)
+    assert "FAILED test_handshake.py::test_handshake_completes_and_mqtt_connects[elsewhere-satellite]" in (
+        result.stdout.str()
+    )
+    assert {(c["variant"], c["outcome"]) for c in project.cells()} == {
+        ("there", "xfailed"),
+        ("elsewhere", "failed"),
+    }
+
+
 def test_a_firmware_failure_is_failed_with_the_diagnosis_summary_as_message(project: Project) -> None:
     project.variant("tcp-rx-1024")
     project.scripts('{"tcp-rx-1024": Script(STALLED_AT_12)}')
@@ -140,7 +159,8 @@ def test_a_firmware_failure_is_failed_with_the_diagnosis_summary_as_message(proj
     assert {"attempt 1: diagnosis", "attempt 1: handshake timeline", "attempt 1: UART log"} <= attachments
     summary = project.cells()[0]["summary"]
     assert isinstance(summary, str) and "SERVER_CHANGE_CIPHER_SPEC" in summary
-    assert f"HandshakeFailed_stall_want_read: {summary}" in result.stdout.str()
+    # The class names the category and the state: an expectation may name either.
+    assert f"HandshakeFailed_stall_want_read_at_SERVER_CHANGE_CIPHER_SPEC: {summary}" in result.stdout.str()
 
 
 def test_a_bench_problem_is_an_error_not_a_failure_after_one_retry(project: Project) -> None:
