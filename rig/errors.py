@@ -35,17 +35,27 @@ class ConfigError(RigError):
 class InfrastructureError(RigError):
     """The bench could not do its job: programmer, UART, router, lease, cloud. Never a firmware verdict.
 
-    `part` names the part of the bench that failed (`programmer`, `uart`, `router`, `cloud`, …) when it is
-    known: a run stops trying a part that failed two attempts in a row.
+    `part` names the part of the bench that failed (`programmer`, `uart`, `router`, `cloud`, `uplink`…) when
+    it is known, and `path` the network path when the problem is that path's alone (its uplink): a run
+    stops trying a part that failed two attempts in a row, on that path only when it has one.
     """
 
     exit_code = 3
     part: str | None = None
+    path: str | None = None  # the network path the problem concerns, when it is that path's alone
 
-    def __init__(self, message: str, *, problems: list[str] | None = None, part: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[str] | None = None,
+        part: str | None = None,
+        path: str | None = None,
+    ) -> None:
         super().__init__(message, problems=problems)
         if part is not None:
             self.part = part
+        self.path = path
 
 
 class FirmwareFailure(RigError):

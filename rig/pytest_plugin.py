@@ -58,7 +58,7 @@ class RigState:
     counter: AttemptCounter = field(default_factory=AttemptCounter)
     comparisons: Comparisons = field(default_factory=Comparisons)
     breaker: Breaker = field(default_factory=Breaker)
-    announced_trip: bool = False
+    announced_trips: set[str | None] = field(default_factory=set)
     bench_problems: int = 0  # tests that ended in a bench problem (errors)
     other_failures: int = 0  # tests that failed for any other reason (the firmware, a test's own bug)
 
@@ -281,12 +281,13 @@ def cell(request: pytest.FixtureRequest, bench: CellBench) -> Iterator[Cell]:
         the_cell.prepare()
         record = the_cell.handshake()
     except InfrastructureError:
-        if state.breaker.tripped is not None and not state.announced_trip:
-            state.announced_trip = True
-            with _uncaptured(request.config):
-                writer = request.config.get_terminal_writer()
-                writer.line()
-                writer.line(f"rig: {state.breaker.tripped}", red=True, bold=True)
+        for scope, why in state.breaker.tripped.items():
+            if scope not in state.announced_trips:
+                state.announced_trips.add(scope)
+                with _uncaptured(request.config):
+                    writer = request.config.get_terminal_writer()
+                    writer.line()
+                    writer.line(f"rig: {why}", red=True, bold=True)
         raise
     request.node.user_properties.append(("image_sha256", record.image_sha256 or ""))
     yield the_cell

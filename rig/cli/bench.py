@@ -52,9 +52,10 @@ def bench() -> None:
 @bench.command("check")
 @bench_option
 def bench_check(bench_file: Path) -> None:
-    """Preflight: every part reachable and answering, router on its baseline, lease free (exit 0 or 3)."""
+    """Preflight: every part answering, router on its baseline, each path's uplink reaching the cloud,
+    lease free (exit 0 or 3)."""
     loaded = _load(bench_file)
-    results = Bench(loaded).preflight()
+    results = Bench(loaded).preflight(probes=True)
     table = Table(title=f"bench {loaded.model.name} ({loaded.source.display})", title_justify="left")
     table.add_column("part")
     table.add_column("")

@@ -24,7 +24,8 @@ from rich.console import Console
 
 from rig.config import Loaded, VariantConfig, load_bench, load_variant
 from rig.errors import ConfigError, InfrastructureError
-from rig.hil.matrix import AttemptCounter, Cell, Comparisons, expected_outcome, order_cells, plan
+from rig.hil.judge import expected_outcome
+from rig.hil.matrix import AttemptCounter, Cell, Comparisons, order_cells, plan
 from rig.hil.session import open_bench
 from rig.report.evidence import RunFolder
 from rig.report.gate import GateReport, judge
@@ -100,7 +101,7 @@ def run_gate(
                 image_sha = result.image_sha256 or image_sha
                 if cell.attempt is not None:  # a failing attempt gets its timeline chart and diff
                     comparisons.add(cell.attempt)
-                record = cell.write_record(expected_outcome(spec, result, infrastructure=False))
+                record = cell.write_record(expected_outcome(spec.expectation, result, infrastructure=False))
                 style = "green" if result.completed else "bold red"
                 console.print(
                     f"  [{style}]{result.verdict}[/] in {record.seconds.reset_to_verdict:.1f} s — {result.summary}"

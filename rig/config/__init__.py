@@ -15,6 +15,7 @@ from rig.config.loading import (
     read_env_file,
 )
 from rig.config.models import (
+    VERDICT_CATEGORIES,
     BenchConfig,
     BuildParams,
     CaptureConfig,
@@ -25,6 +26,7 @@ from rig.config.models import (
     ImagesConfig,
     LinkProfile,
     PathConfig,
+    ProbeConfig,
     ProgrammerConfig,
     ProviderConfig,
     ResetConfig,
@@ -37,6 +39,7 @@ from rig.config.models import (
 
 __all__ = [
     "DEFAULT_BENCH",
+    "VERDICT_CATEGORIES",
     "BenchConfig",
     "BuildParams",
     "CaptureConfig",
@@ -48,6 +51,7 @@ __all__ = [
     "LinkProfile",
     "Loaded",
     "PathConfig",
+    "ProbeConfig",
     "ProgrammerConfig",
     "ProviderConfig",
     "ResetConfig",

@@ -106,6 +106,10 @@ class DutConfig(Model):
         r"MQTT CONNACK.*(accepted|rc=0)",
         description="regex of the firmware's UART line that says the MQTT session is up",
     )
+    reset_cause: Regex = Field(
+        r"reset cause[:=]?\s*([A-Za-z0-9_]+)",
+        description="regex whose group 1 is the reset cause the boot ROM or firmware prints before its banner",
+    )
 
 
 class ProgrammerConfig(Model):
@@ -172,6 +176,16 @@ class VerifyConfig(Model):
     interval_s: float = Field(1.0, gt=0)
 
 
+class ProbeConfig(Model):
+    """A command whose output proves the path's uplink reaches the cloud endpoint (not just the router)."""
+
+    command: str = Field(
+        description="run on the path's host, e.g. `mwan3 use wan2 nc -z -w 5 <endpoint> 8883`"
+    )
+    expect: Regex = Field(description="regex the command's output must match when the uplink works")
+    timeout_s: float = Field(30.0, gt=0)
+
+
 class LinkProfile(Model):
     """What the uplink is like: documents a real path, drives a simulated one."""
 
@@ -197,6 +211,9 @@ class PathConfig(Model):
     verify: VerifyConfig
     rtt_ms: float = Field(gt=0, description="expected round-trip time; scales the stall detector")
     link: LinkProfile | None = None
+    probe: ProbeConfig | None = Field(
+        None, description="checked before the first cell on this path and by `rig bench check`"
+    )
 
 
 class CaptureConfig(Model):

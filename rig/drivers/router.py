@@ -144,6 +144,31 @@ class Router(Part):
         self.events.emit("path_selected", SOURCE, path=path, seconds=seconds, verify_attempts=attempts)
         return seconds
 
+    def probe(self, path: str) -> str:
+        """Run `path`'s probe: does its uplink reach the cloud endpoint? Returns the probe's output line.
+
+        `InfrastructureError` (part `uplink`, for that path only) naming the command and what it printed
+        when it does not; a path without `probe:` is not checked and says so.
+        """
+        spec = self._path(path)
+        if spec.probe is None:
+            return f"no probe configured (paths.{path}.probe)"
+        started = time.monotonic()
+        result = self.run(spec.host, spec.probe.command, spec.probe.timeout_s)
+        output = (result.stdout + result.stderr).strip()
+        seconds = round(time.monotonic() - started, 3)
+        ok = result.ok and re.search(spec.probe.expect, result.stdout) is not None
+        self.events.emit("path_probe", SOURCE, path=path, ok=ok, seconds=seconds, output=output[-300:])
+        if not ok:
+            raise InfrastructureError(
+                f"router {spec.host}: the {path} uplink does not reach the cloud endpoint: `{spec.probe.command}` "
+                f"exited {result.rc} with {output[-300:]!r} (expected {spec.probe.expect!r}) — check the "
+                f"{path} uplink (modem, dish, line) before any cell runs on it",
+                part="uplink",
+                path=path,
+            )
+        return output.splitlines()[-1] if output else "ok"
+
     def current(self) -> str | None:
         """The path whose verify command matches now (the first one in the bench file), or None."""
         for name, spec in self.bench.paths.items():

@@ -33,32 +33,31 @@ verdict other than completed is raised by `record.raise_for_failure()` as `rig.e
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from rig import __version__
 from rig.config import BenchConfig, Loaded, PathConfig, TimeoutsConfig, VariantConfig
 from rig.drivers.programmers import ProgramResult
 from rig.drivers.uart.port import UartLine
 from rig.errors import InfrastructureError
-from rig.mbedtls import Diagnosis, LogParser, diagnose_parser
+from rig.events import Event
+from rig.hil.judge import Boot, Judgement, Rules, Witnesses, judge
+from rig.mbedtls import LogParser
 from rig.report import evidence as files
 from rig.report.evidence import write_json
-from rig.report.records import AttemptRecord, Verdict, cell_id
+from rig.report.records import AttemptRecord, cell_id
 
 log = logging.getLogger(__name__)
 
 # Mbed TLS prints the negotiated suite only at debug level 3; firmware at level 2 usually prints
 # `mbedtls_ssl_get_ciphersuite()` itself once connected: the suite's name is recognised on any line.
 SUITE_NAME = re.compile(r"\bTLS-[A-Z0-9]+(?:-[A-Z0-9]+)*-WITH-[A-Z0-9]+(?:-[A-Z0-9]+)*")
-# The cloud's `connected` lifecycle event follows the MQTT CONNECT within a second or two (its broker is
-# AWS's own); a DUT that printed its CONNACK line and still has no event after this is a cloud-side
-# (events broker, subscription) problem, not worth waiting the rest of the cell's timeout for.
-CLOUD_CONFIRM_S = 15.0
 POLL_S = 0.1  # how often the live verdict is re-evaluated while the UART is quiet
 QUIET_S = 0.5  # UART silence that says the DUT printed everything from before the reset
 BUDGET_RTTS = 10  # round trips a healthy connect may take (TCP, TLS 1.2 with client auth, MQTT CONNECT)
@@ -115,6 +114,10 @@ class CellBench(Protocol):
         """Record an event of the attempt (in its `events.jsonl`)."""
         ...
 
+    def events(self) -> list[Event]:
+        """The bench's events since the attempt began recording (its drivers' `port_lost`, …)."""
+        ...
+
 
 # ----------------------------------------------------------------------------------------- one attempt
 
@@ -159,7 +162,6 @@ class Attempt:
         self._reset_at: float | None = None
         self._reset_wall: float | None = None
         self._closed = False
-        self._suite_seen: str | None = None
 
     @property
     def id(self) -> str:
@@ -219,113 +221,92 @@ class Attempt:
         )
 
     def watch(self) -> AttemptRecord:
-        """Feed the UART into the parser until the outcome is known; fill and return the record."""
-        if self._lines is None or self._reset_at is None:
+        """Feed the witnesses to the judge until it reaches a verdict; fill and return the record.
+
+        A bench problem the judge finds (a UART gap, a cloud that never confirms) is raised as the
+        `InfrastructureError` it names, after the record says so.
+        """
+        if self._lines is None or self._reset_at is None or self._reset_wall is None:
             raise RuntimeError("Attempt.watch() before prepare()")
-        timeouts = self.bench.config.timeouts
-        stall_after = stall_after_s(timeouts, self.path)
+        config = self.bench.config
+        timeouts = config.timeouts
+        rules = Rules(
+            stall_after_s=stall_after_s(timeouts, self.path),
+            time_budget_s=time_budget_s(timeouts, self.path),
+            boot_s=timeouts.boot_s,
+            cell_s=timeouts.cell_s,
+        )
         deadline = self._reset_at + timeouts.cell_s
-        mqtt = re.compile(self.bench.config.dut.mqtt_connected)
-        banner = re.compile(self.bench.config.dut.banner_sha256)
-        booted = False  # the boot banner after the reset was seen: judge from there on
-        parser = LogParser()
-        self.parser = parser
-        diagnosis: Diagnosis | None = None
-        verdict: Verdict = "timeout"
+        patterns = _Patterns(config)
+        witnesses = Witnesses(reset_at=self._reset_at)
+        witnesses.cloud = self._cloud(witnesses)
+        self.parser = witnesses.uart
+        judgement: Judgement | None = None
         for now, line in _lines_until(self._lines, deadline):
             if line is not None:
-                if found := banner.search(line.text):
-                    # The boot this reset caused: what came before it belongs to the previous boot.
-                    booted = True
-                    self._check_image(found)
-                    parser = LogParser()
-                    self.parser = parser
-                    self.record.mqtt_connected = False
-                    self._suite_seen = None
-                parser.feed(line.text, host_time=line.mono)
-                if mqtt.search(line.text):
-                    self.record.mqtt_connected = True
-                if self._suite_seen is None and (suite := SUITE_NAME.search(line.text)):
-                    self._suite_seen = suite.group(0)
-            if not booted and now - self._reset_at < timeouts.boot_s:
-                continue  # no banner yet: a DUT that prints one has not booted yet
-            diagnosis = diagnose_parser(parser, now=now, stall_after=stall_after)
-            if diagnosis.outcome in ("failed", "stalled"):
-                verdict = diagnosis.outcome
+                self._see(witnesses, line, patterns)
+            witnesses.uart_gaps = uart_gaps(self.bench.events())
+            if witnesses.cloud == "waiting" and witnesses.mqtt_connected_at is not None:
+                witnesses.cloud = self._cloud(witnesses)
+            if (judgement := judge(witnesses, rules, now, final=False)) is not None:
                 break
-            if diagnosis.outcome == "completed" and self.record.mqtt_connected:
-                verdict = "completed"
-                break
-        else:
-            diagnosis = diagnose_parser(parser, now=time.monotonic(), stall_after=stall_after)
-            if diagnosis.outcome == "completed":
-                verdict = "incomplete"  # handshake over but the MQTT session line never came
-            elif diagnosis.outcome in ("failed", "stalled"):
-                verdict = diagnosis.outcome  # reached on the very last poll before the deadline
+        if judgement is None:
+            judgement = judge(witnesses, rules, time.monotonic(), final=True)
+            assert judgement is not None  # a final judgement always has a verdict
         self.verdict_time = time.monotonic()
-        self.record.seconds.reset_to_verdict = self.verdict_time - self._reset_at
-        if verdict == "completed":
-            self._confirm_with_cloud(deadline)
-        self._fill(verdict, diagnosis)
+        record = self.record
+        record.seconds.reset_to_verdict = self.verdict_time - self._reset_at
+        record.mqtt_connected = witnesses.mqtt_connected_at is not None
+        record.cloud_connected = {"connected": True, "waiting": False, "unwatched": None}[witnesses.cloud]
+        judgement.fill(record)
         self.bench.emit(
             "verdict",
             cell=self.id,
-            verdict=self.record.verdict,
-            category=self.record.category,
-            last_state=self.record.last_state,
-            seconds=round(self.record.seconds.reset_to_verdict, 3),
-            summary=self.record.summary,
+            verdict=record.verdict,
+            category=record.category,
+            last_state=record.last_state,
+            seconds=round(record.seconds.reset_to_verdict, 3),
+            summary=record.summary,
+            boots=[vars(boot) for boot in witnesses.boots],
         )
-        return self.record
+        if judgement.bench_problem is not None:
+            raise judgement.bench_problem
+        return record
 
-    def _check_image(self, banner: re.Match[str]) -> None:
+    def _see(self, w: Witnesses, line: UartLine, patterns: _Patterns) -> None:
+        """One UART line into the witnesses: a reset cause, a boot banner, or a line of the judged boot."""
+        if (cause := patterns.reset_cause.search(line.text)) and cause.groups():
+            w.reset_cause = cause.group(1)
+        if found := patterns.banner.search(line.text):
+            sha = found.group(1).lower() if found.groups() and found.group(1) else None
+            w.boots.append(Boot(line.mono, sha, w.reset_cause))
+            w.reset_cause = None
+            if len(w.boots) == 1:  # the boot this reset caused: what came before it was the previous boot's
+                self._check_image(sha)
+                w.uart = LogParser()
+                self.parser = w.uart
+        if len(w.boots) > 1:
+            return  # a later boot is never judged: the judge calls it an unexpected reboot
+        w.lines_seen += 1
+        w.uart.feed(line.text, host_time=line.mono)
+        if w.mqtt_connected_at is None and patterns.mqtt.search(line.text):
+            w.mqtt_connected_at = line.mono
+        if w.suite_on_uart is None and (suite := SUITE_NAME.search(line.text)):
+            w.suite_on_uart = suite.group(0)
+
+    def _cloud(self, w: Witnesses) -> Literal["unwatched", "waiting", "connected"]:
+        assert self._reset_wall is not None
+        seen = self.bench.wait_cloud_connected(0.0, self._reset_wall)
+        return "unwatched" if seen is None else "connected" if seen else "waiting"
+
+    def _check_image(self, running: str | None) -> None:
         """The booting DUT's banner must name the image this attempt put on it."""
-        running = banner.group(1).lower() if banner.groups() and banner.group(1) else None
         wanted = (self.record.image_sha256 or "").lower()
         if running and wanted and running != wanted:
             raise InfrastructureError(
                 f"{self.id}: the DUT booted image sha256 {running} but {wanted} ({self.variant.name}) was "
                 "programmed — check the programmer's verify and that the bench's DUT is the one programmed",
                 part="programmer",
-            )
-
-    def _confirm_with_cloud(self, deadline: float) -> None:
-        assert self._reset_wall is not None
-        remaining = max(1.0, min(CLOUD_CONFIRM_S, deadline - time.monotonic()))
-        seen = self.bench.wait_cloud_connected(remaining, self._reset_wall)
-        self.record.cloud_connected = seen
-        if seen is False:
-            raise InfrastructureError(
-                f"{self.id}: the DUT printed its MQTT session line but the cloud's lifecycle events did not "
-                f"report client `{self.bench.config.dut.client_id}` connected within {remaining:.0f} s — "
-                "check cloud.events (broker, certificates, topic permissions)",
-                part="cloud",
-            )
-        self.record.seconds.reset_to_verdict = time.monotonic() - (self._reset_at or 0.0)
-
-    def _fill(self, verdict: Verdict, diagnosis: Diagnosis | None) -> None:
-        record = self.record
-        record.verdict = verdict
-        if diagnosis is None:
-            record.summary = (
-                f"{self.id}: no UART line within {self.bench.config.timeouts.cell_s:g} s of the reset"
-            )
-            record.category = "timeout"
-            return
-        record.diagnosis = diagnosis.to_json()
-        record.category = diagnosis.category
-        record.last_state = state_name(diagnosis.last_state)
-        record.error = error_text(diagnosis.error)
-        record.ciphersuite = diagnosis.ciphersuite or self._suite_seen
-        record.summary = diagnosis.summary
-        if verdict == "timeout":
-            record.category = diagnosis.category if diagnosis.category != "completed" else "timeout"
-            record.summary = f"no verdict within timeouts.cell_s = {self.bench.config.timeouts.cell_s:g} s: {diagnosis.summary}"
-        elif verdict == "incomplete":
-            record.category = "other"
-            record.summary = (
-                f"the handshake completed but the DUT never printed its MQTT session line "
-                f"(dut.mqtt_connected: {self.bench.config.dut.mqtt_connected!r})"
             )
 
     def fail_with_bench_problem(self, exc: BaseException) -> None:
@@ -366,23 +347,31 @@ class Attempt:
         write_json(self.record.folder / files.DIAGNOSIS, self.record.evidence_json())
 
 
-def state_name(state: dict[str, Any] | None) -> str | None:
-    """`SERVER_CHANGE_CIPHER_SPEC` from the diagnosis's `{number, name}` (the number when unnamed)."""
-    if not state:
-        return None
-    name = state.get("name")
-    if name:
-        return str(name).removeprefix("MBEDTLS_SSL_")
-    number = state.get("number")
-    return None if number is None else f"state {number}"
+class _Patterns:
+    """The bench file's regexes for the DUT's own lines."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.banner = re.compile(config.dut.banner_sha256)
+        self.mqtt = re.compile(config.dut.mqtt_connected)
+        self.reset_cause = re.compile(config.dut.reset_cause)
 
 
-def error_text(error: dict[str, Any] | None) -> str | None:
-    """`MBEDTLS_ERR_SSL_INVALID_RECORD (-0x7200)` from the diagnosis's `{code, name}`."""
-    if not error:
-        return None
-    name, code = error.get("name"), error.get("code")
-    return f"{name} ({code})" if name and code else str(name or code)
+def uart_gaps(events: list[Event]) -> list[tuple[float, float | None]]:
+    """The UART driver's `port_lost` → `port_back` gaps in `events` (host monotonic; None: still gone).
+
+    A `port_back` with no `port_lost` before it: the port was already gone when these events began.
+    """
+    gaps: list[tuple[float, float | None]] = []
+    lost: float | None = None
+    for event in events:
+        if event.kind == "port_lost" and lost is None:
+            lost = event.mono
+        elif event.kind == "port_back":
+            gaps.append((-math.inf if lost is None else lost, event.mono))
+            lost = None
+    if lost is not None:
+        gaps.append((lost, None))
+    return gaps
 
 
 def _lines_until(lines: LineSource, deadline: float) -> Iterator[tuple[float, UartLine | None]]:

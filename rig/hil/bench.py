@@ -171,11 +171,14 @@ class Bench:
 
     # ------------------------------------------------------------------------------------ preflight
 
-    def preflight(self) -> list[CheckResult]:
+    def preflight(self, *, probes: bool = False) -> list[CheckResult]:
         """Check every part: lease free, programmer present, UART opens, router answers on baseline, cloud.
 
-        Works inside `with bench` (checks the open parts) and outside (opens each briefly). Never raises
-        for a part's problem: each is a failed `CheckResult` whose detail says what to check.
+        With `probes`, also each path's probe (its uplink reaches the cloud endpoint): `rig bench check`
+        runs them all; a run probes each path before its first cell instead, so that a dead satellite
+        uplink stops only the satellite cells. Works inside `with bench` (checks the open parts) and
+        outside (opens each briefly). Never raises for a part's problem: each is a failed `CheckResult`
+        whose detail says what to check.
         """
         provider = [self._check("provider", self._check_provider)] if self.config.provider else []
         lease = self._check("lease", self._check_lease)
@@ -189,7 +192,24 @@ class Bench:
             self._skip("uart") if busy else self._check("uart", self._check_uart),
             self._check("router", self._check_router),
             self._skip("cloud") if busy else self._check("cloud", self._check_cloud),
+            *(self._probe_checks() if probes else []),
         ]
+
+    def _probe_checks(self) -> list[CheckResult]:
+        paths = [name for name, path in self.config.paths.items() if path.probe is not None]
+        if not paths or self.router.connected:
+            return [self._probe_check(name) for name in paths]
+        try:
+            self.router.open()
+        except RigError as exc:
+            return [CheckResult(f"uplink {name}", False, f"not probed: {exc}", 0.0) for name in paths]
+        try:
+            return [self._probe_check(name) for name in paths]
+        finally:
+            self.router.close()
+
+    def _probe_check(self, path: str) -> CheckResult:
+        return self._check(f"uplink {path}", lambda: self.router.probe(path))
 
     def _skip(self, part: str) -> CheckResult:
         detail = "not probed: the bench is in use, probing would disturb its owner's run"

@@ -99,46 +99,42 @@ def order_cells(
     return ordered
 
 
-def expected_outcome(spec: CellSpec, result: AttemptRecord | None, infrastructure: bool) -> Outcome:
-    """passed | failed | xfailed | xpassed | error for an attempt judged against the variant's `expect`."""
-    if infrastructure or result is None or result.verdict == "error":
-        return "error"
-    expectation = spec.expectation
-    if expectation.outcome == "pass":
-        return "passed" if result.completed else "failed"
-    if result.completed:
-        return "xpassed"
-    return "xfailed" if expectation.matches(result.category, result.last_state) else "failed"
-
-
 class Breaker:
     """Stops a run from going on against a broken part: two attempts in a row failing on the same part.
 
-    After it trips, every remaining cell is reported as not run because of that part, at once, without
-    touching the bench: a bench whose programmer lost its target does not cost an hour of retries.
+    After it trips, every remaining cell that needs the part is reported as not run because of it, at
+    once, without touching the bench: a bench whose programmer lost its target does not cost an hour of
+    retries. A problem of one path's own (its uplink) stops only that path's cells.
     """
 
     def __init__(self, limit: int = 2) -> None:
         self.limit = limit
-        self._part: str | None = None
+        self._last: tuple[str, str | None] | None = None
         self._count = 0
-        self.tripped: InfrastructureError | None = None
+        self.tripped: dict[str | None, InfrastructureError] = {}  # path (None: every path) → why
 
     def failed(self, exc: InfrastructureError) -> None:
         """An attempt ended in a bench problem."""
-        part = exc.part or "bench"
-        self._count = self._count + 1 if part == self._part else 1
-        self._part = part
-        if self._count >= self.limit and self.tripped is None:
-            self.tripped = InfrastructureError(
-                f"the {part} failed {self._count} attempts in a row, so the remaining cells are not run "
-                f"(last problem: {exc})",
+        key = (exc.part or "bench", exc.path)
+        self._count = self._count + 1 if key == self._last else 1
+        self._last = key
+        part, path = key
+        if self._count >= self.limit and path not in self.tripped:
+            where = "remaining cells" if path is None else f"remaining cells on {path}"
+            self.tripped[path] = InfrastructureError(
+                f"the {part}{'' if path is None else f' of {path}'} failed {self._count} attempts in a row, "
+                f"so the {where} are not run (last problem: {exc})",
                 part=part,
+                path=path,
             )
 
     def judged(self) -> None:
         """An attempt reached a verdict: the parts it used work."""
-        self._part, self._count = None, 0
+        self._last, self._count = None, 0
+
+    def stops(self, path: str) -> InfrastructureError | None:
+        """Why a cell on `path` must not run, or None."""
+        return self.tripped.get(None) or self.tripped.get(path)
 
 
 class Cell:
@@ -176,9 +172,9 @@ class Cell:
         """Image on the DUT, path selected, capture running, DUT reset (one retry on a bench problem)."""
         while True:
             self.attempt = self._new_attempt()
-            if self.breaker.tripped is not None:
-                self.attempt.not_run(self.breaker.tripped)
-                raise self.breaker.tripped
+            if (stop := self.breaker.stops(self.spec.path)) is not None:
+                self.attempt.not_run(stop)
+                raise stop
             try:
                 self.attempt.prepare()
                 return
@@ -218,7 +214,7 @@ class Cell:
         assert self.attempt is not None
         self.attempt.fail_with_bench_problem(exc)
         self.breaker.failed(exc)
-        if self.retries_left <= 0 or self.breaker.tripped is not None:
+        if self.retries_left <= 0 or self.breaker.stops(self.spec.path) is not None:
             return False
         self.retries_left -= 1
         self.attempt.close()

@@ -21,6 +21,7 @@ from rig.config import BenchConfig, VariantConfig, load_bench
 from rig.drivers.programmers import ProgramResult
 from rig.drivers.uart.port import UartSubscription
 from rig.errors import InfrastructureError
+from rig.events import Event
 from rig.hil.bench import Bench
 from rig.hil.provider import ensure_provider_up, provider_down
 from rig.report import evidence as files
@@ -45,6 +46,7 @@ class LiveBench:
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
         self._selected: str | None = None  # the path this session selected and verified last
+        self._probed: set[str] = set()  # paths whose uplink this session saw reach the cloud
 
     @property
     def config(self) -> BenchConfig:
@@ -59,18 +61,23 @@ class LiveBench:
             return self.bench.ensure_image(variant, out_dir)
 
     def select_path(self, name: str) -> None:
-        """Select and verify `name`, unless this session's last selection already was `name`.
+        """Select and verify `name` (and, the first time, probe its uplink), unless it is selected already.
 
         The router's path does not change between two cells of the same path (this session holds the
         lease), so re-activating it would only cost an SSH round of activate + verify per attempt.
         """
         if name == self._selected:
             self.bench.events.emit("path_kept", "router", path=name)
-            return
-        self._selected = None
-        with blame("router"):
-            self.bench.select_path(name)
-        self._selected = name
+        else:
+            self._selected = None
+            with blame("router"):
+                self.bench.select_path(name)
+            self._selected = name
+        if name not in self._probed:
+            # Before the first cell on a path (and its retry): a dead uplink behind the router is a bench
+            # problem, not a stall at SERVER_HELLO (the router answers, the satellite does not).
+            self.bench.router.probe(name)
+            self._probed.add(name)
 
     def subscribe(self) -> UartSubscription:
         with blame("uart"):
@@ -94,6 +101,9 @@ class LiveBench:
 
     def emit(self, kind: str, **fields: Any) -> None:
         self.bench.events.emit(kind, "harness", **fields)
+
+    def events(self) -> list[Event]:
+        return list(self.bench.events.history)
 
 
 def preflight_problem(bench: Bench) -> InfrastructureError | None:

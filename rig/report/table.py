@@ -101,7 +101,8 @@ def cell_text(summary: CellSummary, records: list[AttemptRecord]) -> str:
     if summary.attempts == 1:
         text = verdict_text(last)
         if last.outcome == "error" and last.verdict == "not run":
-            text = f"not run: the {last.part or 'bench'} had failed twice in a row"
+            part = f"{last.path} uplink" if last.part == "uplink" else last.part or "bench"
+            text = f"not run: the {part} had failed twice in a row"
         elif last.outcome == "error":
             part = f" ({last.part})" if last.part else ""
             text = f"error{part}: {last.error or 'bench problem'}"

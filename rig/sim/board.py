@@ -17,7 +17,8 @@ One long-lived process per sim (`python -m rig.sim.board …`) plays the PCB the
   the firmware boots `--boot-delay` seconds after that, like a device that enumerates before it prints.
 - **Control socket** (`board.sock`, one JSON request per connection, one JSON answer): `status`,
   `hold` (assert reset), `release` (deassert: boot), `reset` (pulse), `write_flash` (`file`, `source`:
-  the programmer's image bytes, taken while held), `erase`, `uart_gone` (`seconds`: the port disappears and
+  the programmer's image bytes, taken while held), `erase`, `reboot_after` (`seconds`: the next boot resets
+  itself that long after it started, reset cause WDTO; 0 disarms), `uart_gone` (`seconds`: the port disappears and
   returns; the `uart-gone` fault).
 """
 
@@ -82,6 +83,10 @@ class Board:
         self.boots = 0
         self.last_exit: int | None = None
         self.errors: list[str] = []
+        # What the boot ROM reports as the cause of the next boot (PIC32 RCON): power-on first, then the
+        # reset line (MCLR) the programmer pulses; the `dut-reboot` fault's reboot is a watchdog (WDTO).
+        self.next_cause = "POR"
+        self.reboot_after_s: float | None = None  # the `dut-reboot` fault, armed for the next boot
 
     # ------------------------------------------------------------------ reset line and firmware
 
@@ -89,7 +94,16 @@ class Board:
         if not self.flash.is_file():
             log.info("blank board: no flash, nothing boots")
             return
-        argv = [str(self.hub), "--flash", str(self.flash), "--lan", self.lan]
+        argv = [
+            str(self.hub),
+            "--flash",
+            str(self.flash),
+            "--lan",
+            self.lan,
+            "--reset-cause",
+            self.next_cause,
+        ]
+        self.next_cause = "MCLR"
         stderr = (self.folder / "hub.stderr").open("ab")
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
@@ -106,6 +120,20 @@ class Board:
         self.boots += 1
         self._pump = self.guarded("uart-pump", self._pump_bytes, proc)
         log.info("hub booted (pid %d, boot %d)", proc.pid, self.boots)
+        if self.reboot_after_s is not None:
+            seconds, self.reboot_after_s = self.reboot_after_s, None
+            self.guarded("fault-reboot", self._reboot_later, proc, seconds)
+
+    def _reboot_later(self, proc: subprocess.Popen[bytes], seconds: float) -> None:
+        """The `dut-reboot` fault: `seconds` after its boot, the hub resets by itself (a watchdog reset)."""
+        time.sleep(seconds)
+        with self._lock:
+            if self._proc is not proc or self.held:
+                return  # reset or reprogrammed meanwhile: that boot is gone already
+            log.info("fault: the hub resets itself %.1f s after its boot", seconds)
+            self._stop_hub()
+            self.next_cause = "WDTO"
+            self._power_up()
 
     def _stop_hub(self) -> None:
         proc, pump = self._proc, self._pump
@@ -135,13 +163,17 @@ class Board:
             if self._proc is not None and not self.held:
                 return  # already running
             self.held = False
-            if self.reenumerate:
-                if self.uart.present:
-                    self.uart.vanish()
-                time.sleep(self.gap_s)
-                self.uart.appear()
-                time.sleep(self.boot_delay_s)
-            self._start_hub()
+            self._power_up()
+
+    def _power_up(self) -> None:
+        """Boot the hub (a USB console first goes away and comes back, as it re-enumerates)."""
+        if self.reenumerate:
+            if self.uart.present:
+                self.uart.vanish()
+            time.sleep(self.gap_s)
+            self.uart.appear()
+            time.sleep(self.boot_delay_s)
+        self._start_hub()
 
     def reset(self) -> None:
         self.hold()
@@ -246,6 +278,7 @@ class Board:
                 "state": "held" if self.held else ("running" if running else "stopped"),
                 "hub_pid": proc.pid if running and proc is not None else None,
                 "boots": self.boots,
+                "reboot_after_s": self.reboot_after_s,
                 "last_exit": self.last_exit,
                 "flash": flash,
                 "port": str(self.uart.link),
@@ -272,6 +305,9 @@ class Board:
             self.erase()
         elif op == "uart_gone":
             self.uart_gone(float(request["seconds"]))
+        elif op == "reboot_after":
+            seconds = float(request["seconds"])
+            self.reboot_after_s = seconds if seconds > 0 else None
         else:
             return {"ok": False, "error": f"unknown board request {op!r}"}
         return {"ok": True, **self.status()}

@@ -144,7 +144,7 @@ def build(folder: Path | None, variants: tuple[Path, ...]) -> None:
 @click.option("--clear", is_flag=True, help="undo the fault")
 def fault(folder: Path | None, name: str, arg: str | None, clear: bool) -> None:
     """Inject a fault: programmer-no-target, programmer-missing, uart-gone SECONDS, router-ssh-down,
-    cloud-down, cloud-mode silent|alert|close."""
+    cloud-down, cloud-mode silent|alert|close, dut-reboot AFTER_S, uplink-down PATH."""
     console.print(inject(_sim(folder), name, arg, clear))
 
 

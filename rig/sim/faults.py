@@ -10,6 +10,10 @@ Each fault acts on a part's real endpoint, so the harness meets it through its o
 - `router-ssh-down`: the router's sshd is stopped; `--clear` starts it again on the same port and keys.
 - `cloud-down`: the AWS IoT Core stand-in resets every new connection (`DIR/cloud/cloud.down`).
 - `cloud-mode silent|alert|close`: how the stand-in answers a failed handshake; `--clear` = `silent`.
+- `dut-reboot AFTER_S`: the hub's next boot resets itself AFTER_S seconds after it started (a watchdog
+  reset, cause WDTO in its boot banner), once; `--clear` disarms it.
+- `uplink-down PATH`: the router's uplink PATH is cut (nothing crosses it; a split-TCP terminal still
+  answers the hub's SYN); `--clear` restores it (every cut uplink without PATH).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ FAULTS = (
     "router-ssh-down",
     "cloud-down",
     "cloud-mode",
+    "dut-reboot",
+    "uplink-down",
 )
 
 
@@ -80,6 +86,15 @@ def inject(sim: RunningSim, name: str, arg: str | None, clear: bool) -> str:
         return f"UART port gone for {seconds:g} s"
     if name == "router-ssh-down":
         return _router_ssh(sim, up=clear)
+    if name == "dut-reboot":
+        if clear:
+            sim.board().request("reboot_after", seconds=0)
+            return "the hub boots without resetting itself"
+        seconds = _number(arg, "dut-reboot AFTER_S")
+        sim.board().request("reboot_after", seconds=seconds)
+        return f"the hub's next boot resets itself {seconds:g} s after it starts (reset cause WDTO)"
+    if name == "uplink-down":
+        return _uplink(sim, arg, up=clear)
     from rig.sim.cloud import set_down, write_mode
 
     if name == "cloud-down":
@@ -114,6 +129,27 @@ def _router_ssh(sim: RunningSim, *, up: bool) -> str:
     return f"router sshd back on 127.0.0.1:{port}"
 
 
+def _uplink(sim: RunningSim, path: str | None, *, up: bool) -> str:
+    from rig.sim.simrouter import RouterDown, request
+
+    folder = sim.dir / "router"
+    try:
+        status = request(folder, {"cmd": "status"})
+        paths = list(status.get("paths", {}))
+        if not up and not path:
+            raise ConfigError(f"fault uplink-down PATH: which path? one of: {', '.join(paths)}")
+        targets = [path] if path else list(status.get("down", []))
+        for target in targets:
+            answer = request(folder, {"cmd": "uplink", "path": target, "up": up})
+            if not answer.get("ok"):
+                raise ConfigError(f"fault uplink-down: unknown path {target!r}; one of: {', '.join(paths)}")
+    except RouterDown as exc:
+        raise InfrastructureError(f"the sim's router: {exc}") from None
+    if up:
+        return f"uplink {', '.join(targets)} restored" if targets else "no uplink was down"
+    return f"uplink {path} is cut: nothing crosses it"
+
+
 def active_faults(folder: Path) -> list[str]:
     """The faults in force in the sim living in `folder`, for `rig sim status`."""
     active = []
@@ -126,6 +162,9 @@ def active_faults(folder: Path) -> list[str]:
         active.append("router-ssh-down")
     if (folder / "cloud" / "cloud.down").exists():
         active.append("cloud-down")
+    down_file = folder / "router" / "uplinks_down"
+    if down_file.is_file():
+        active += [f"uplink-down {name}" for name in down_file.read_text().split()]
     mode_file = folder / "cloud" / "cloud.mode"
     if mode_file.exists():
         mode = mode_file.read_text().strip()

@@ -11,9 +11,15 @@ An uplink is its bench-file profile (rig.sim.uplinks): delays and rates in users
 last hop sends to the hub (rig.sim.pep). A `split_tcp` path answers the hub's SYN at once (the
 terminal spoofs the handshake) and opens the space leg behind it; a plain path answers after one RTT.
 
-State in DIR: `active_uplink` (survives a restart), `router.sock` (control, one JSON line per request:
-`{"cmd": "status"}`, `{"cmd": "select", "path": NAME}`, `{"cmd": "capture"}` which then streams pcap
+State in DIR: `active_uplink` (survives a restart), `uplinks_down` (paths whose uplink is cut, one per
+line: the `uplink-down` fault), `router.sock` (control, one JSON line per request: `{"cmd": "status"}`,
+`{"cmd": "select", "path": NAME}`, `{"cmd": "probe", "path": NAME}` (does that uplink reach the cloud
+endpoint?), `{"cmd": "uplink", "path": NAME, "up": BOOL}`, `{"cmd": "capture"}` which then streams pcap
 bytes), `router.log`. `rig.sim.simrouter` is the command-line side of that socket.
+
+A cut uplink behaves like a dead satellite dish or a failed DSL line behind the router: nothing crosses
+it. A `split_tcp` path's terminal still answers the hub's SYN and takes its bytes (the PEP is on this
+side of the dish), then nothing ever comes back; a plain path's connection attempts time out.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ log = logging.getLogger(__name__)
 QUIET_S = 0.002  # a short segment waits this long for more data (like autocork)
 CLOUD_CONNECT_TIMEOUT_S = 10.0
 STATE_FILE = "active_uplink"
+DOWN_FILE = "uplinks_down"
 SOCKET_FILE = "router.sock"
+PROBE_TIMEOUT_S = 5.0  # how long a probe waits for the cloud endpoint to answer over an uplink
 
 
 class Flow:
@@ -85,6 +93,13 @@ class Flow:
         rtt = self.uplink.link.rtt_ms / 1000.0
         if self.uplink.link.split_tcp:
             self._opened()
+        if self.uplink.name in self.router.down:
+            # Nothing crosses a cut uplink: the PEP holds the hub's bytes, a plain path's SYN goes unanswered.
+            log.info("conn %d: uplink %s is down", self.conn, self.uplink.name)
+            if not self.uplink.link.split_tcp:
+                await asyncio.sleep(CLOUD_CONNECT_TIMEOUT_S)
+                self._refuse(f"connection to {self.request.host}:{self.request.port} timed out (uplink down)")
+            return
         try:
             await asyncio.sleep(rtt)  # SYN and SYN-ACK over the uplink
             reader, writer = await asyncio.wait_for(asyncio.open_connection(*target), CLOUD_CONNECT_TIMEOUT_S)
@@ -325,6 +340,7 @@ class Router:
         self.cloud_port = cloud_port
         self.uplinks = uplinks_of(bench)
         self.active = self._load_active()
+        self.down: set[str] = self._load_down()
         self.sessions: set[LanSession] = set()
         self._captures: set[asyncio.Queue[bytes | None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -340,6 +356,55 @@ class Router:
                 return name
             log.warning("%s names %r, not a path of the bench; using the baseline", state, name)
         return self.bench.baseline
+
+    def _load_down(self) -> set[str]:
+        state = self.folder / DOWN_FILE
+        names = state.read_text(encoding="utf-8").split() if state.is_file() else []
+        return {name for name in names if name in self.uplinks}
+
+    def set_uplink(self, name: str, up: bool) -> None:
+        """Cut (`up=False`) or restore an uplink; kept in DOWN_FILE across restarts."""
+        if name not in self.uplinks:
+            raise KeyError(name)
+        if up:
+            self.down.discard(name)
+        else:
+            self.down.add(name)
+        tmp = self.folder / (DOWN_FILE + ".tmp")
+        tmp.write_text("".join(f"{n}\n" for n in sorted(self.down)), encoding="utf-8")
+        os.replace(tmp, self.folder / DOWN_FILE)
+        log.info("uplink %s %s", name, "restored" if up else "cut")
+
+    async def probe(self, name: str) -> dict[str, Any]:
+        """Whether uplink `name` reaches the cloud endpoint: a TCP connection over it, closed at once."""
+        if name not in self.uplinks:
+            raise KeyError(name)
+        uplink = self.uplinks[name]
+        endpoint = f"{self.bench.cloud.endpoint}:{self.bench.cloud.port}"
+        started = asyncio.get_running_loop().time()
+        if name in self.down:
+            await asyncio.sleep(PROBE_TIMEOUT_S)
+            return {
+                "ok": False,
+                "path": name,
+                "endpoint": endpoint,
+                "error": f"no answer within {PROBE_TIMEOUT_S:g} s",
+            }
+        await asyncio.sleep(uplink.link.rtt_ms / 1000.0)  # SYN and SYN-ACK over the uplink
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.cloud_port), PROBE_TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            return {
+                "ok": False,
+                "path": name,
+                "endpoint": endpoint,
+                "error": f"{exc.__class__.__name__}: {exc}",
+            }
+        writer.close()
+        ms = (asyncio.get_running_loop().time() - started) * 1000.0
+        return {"ok": True, "path": name, "endpoint": endpoint, "ms": round(ms, 1)}
 
     def select(self, name: str) -> None:
         if name not in self.uplinks:
@@ -362,6 +427,7 @@ class Router:
                 name: {"gateway": u.gateway, "profile": u.describe()} for name, u in self.uplinks.items()
             },
             "flows": [flow.status() for s in self.sessions for flow in s.flows.values()],
+            "down": sorted(self.down),
             "errors": self.errors[-5:],
         }
 
@@ -425,6 +491,17 @@ class Router:
                     )
                 else:
                     await self._reply(writer, {"ok": True, **self.status()})
+            elif command in ("probe", "uplink"):
+                name = str(request.get("path"))
+                try:
+                    if command == "probe":
+                        answer = await self.probe(name)
+                    else:
+                        self.set_uplink(name, bool(request.get("up")))
+                        answer = {"ok": True, **self.status()}
+                except KeyError:
+                    answer = {"ok": False, "error": f"unknown path {name!r}", "paths": list(self.uplinks)}
+                await self._reply(writer, answer)
             elif command == "capture":
                 await self._stream_capture(writer)
             else:

@@ -33,10 +33,10 @@ class RouterDown(Exception):
     pass
 
 
-def _connect(folder: Path) -> socket.socket:
+def _connect(folder: Path, timeout: float = TIMEOUT_S) -> socket.socket:
     path = folder / SOCKET_FILE
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(TIMEOUT_S)
+    sock.settimeout(timeout)
     try:
         sock.connect(str(path))
     except OSError as exc:
@@ -47,9 +47,10 @@ def _connect(folder: Path) -> socket.socket:
     return sock
 
 
-def _request(folder: Path, request: dict[str, Any]) -> dict[str, Any]:
-    with _connect(folder) as sock:
-        sock.sendall(json.dumps(request).encode() + b"\n")
+def request(folder: Path, message: dict[str, Any], timeout: float = TIMEOUT_S) -> dict[str, Any]:
+    """One control request to the bench router living in `folder`; its JSON answer."""
+    with _connect(folder, timeout) as sock:
+        sock.sendall(json.dumps(message).encode() + b"\n")
         reader = sock.makefile("rb")
         line = reader.readline()
     if not line:
@@ -75,6 +76,8 @@ def status_text(status: dict[str, Any]) -> str:
     flows = status.get("flows", [])
     on = ", ".join(f"{f['conn']}:{f['uplink']}" for f in flows) or "none"
     text = f"{active} ({status['paths'][active]['profile']}); connections: {on}"
+    if status.get("down"):
+        text += f"; uplinks down: {', '.join(status['down'])}"
     errors = status.get("errors") or []
     if errors:
         text += f"; {len(errors)} error(s), last: {errors[-1]} (see router.log)"
@@ -106,20 +109,33 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("route", help="the routing table, like `ip route`")
     sub.add_parser("capture", help="pcap of the LAN side to stdout, like `tcpdump -U -w -`")
     sub.add_parser("status", help="active uplink and connections, one line")
+    probe = sub.add_parser("probe", help="does uplink NAME reach the cloud endpoint (exit 0) or not (exit 1)")
+    probe.add_argument("name")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         if args.command == "capture":
             return _capture(args.dir)
         if args.command == "select":
-            answer = _request(args.dir, {"cmd": "select", "path": args.name})
+            answer = request(args.dir, {"cmd": "select", "path": args.name})
             if not answer.get("ok"):
                 known = ", ".join(answer.get("paths", []))
                 print(f"simrouter: unknown path {args.name!r}; this router has: {known}", file=sys.stderr)
                 return 2
             print(f"uplink {args.name} selected for new connections")
             return 0
-        answer = _request(args.dir, {"cmd": "status"})
+        if args.command == "probe":
+            answer = request(args.dir, {"cmd": "probe", "path": args.name}, timeout=3 * TIMEOUT_S)
+            if "paths" in answer:
+                known = ", ".join(answer["paths"])
+                print(f"simrouter: unknown path {args.name!r}; this router has: {known}", file=sys.stderr)
+                return 2
+            if answer.get("ok"):
+                print(f"{args.name} reaches {answer['endpoint']} in {answer['ms']:.0f} ms")
+                return 0
+            print(f"{args.name}: {answer['endpoint']} unreachable: {answer.get('error')}")
+            return 1
+        answer = request(args.dir, {"cmd": "status"})
         print(route_text(answer) if args.command == "route" else status_text(answer))
         return 0
     except RouterDown as exc:

@@ -22,6 +22,7 @@ from rig.config import BenchConfig, Loaded, VariantConfig, load_bench
 from rig.drivers.programmers import ProgramResult
 from rig.drivers.uart.port import UartLine
 from rig.errors import InfrastructureError
+from rig.events import Event
 
 _PREFIX = "0x7ffd5a3c1e20: "
 
@@ -193,6 +194,9 @@ class ScriptedBench:
 
     def wait_cloud_connected(self, timeout: float, since: float) -> bool | None:
         return None
+
+    def events(self) -> list[Event]:
+        return []
 
     def emit(self, kind: str, **fields: Any) -> None:
         if self.folder is not None:

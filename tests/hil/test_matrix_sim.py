@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
@@ -305,6 +306,120 @@ def test_a_programmer_without_its_target_is_an_outage_exit_3_after_two_attempts(
     assert list(suite.iter("failure")) == []
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert (props["bench"], props["bench_kind"]) == ("sim", "simulated")
+
+
+def hil_with_fault_after_landline(
+    sim: dict[str, str], results: Path, fault: list[str], delay_s: float = 0.0
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
+    """`pytest tests_hil` on tcp-rx-1460 (landline, then satellite); `fault` is injected once the
+    landline cell's record is written, `delay_s` later: it hits the satellite attempt, not the boot the
+    session reads the DUT's banner from."""
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests_hil",
+        "-p",
+        "no:cacheprovider",
+        "--firmware-dir",
+        sim["FW"],
+    ]
+    argv += ["--variants", "tcp-rx-1460", "--results", str(results)]
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=sim, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            cells = list(results.glob("*/cells.jsonl"))
+            if cells and '"landline"' in cells[0].read_text():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the landline cell never finished")
+        time.sleep(delay_s)
+        injected = run([*RIG, "sim", "fault", *fault], sim)
+        assert injected.returncode == 0, injected.stdout + injected.stderr
+        stdout, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    done = subprocess.CompletedProcess(argv, process.returncode, stdout, "")
+    records = [json.loads(line) for line in (only_run(results) / "cells.jsonl").read_text().splitlines()]
+    return done, records
+
+
+def test_a_reboot_during_the_handshake_is_an_unexpected_reboot_even_though_the_next_boot_connects(
+    sim: dict[str, str], tmp_path: Path
+) -> None:
+    try:
+        done, records = hil_with_fault_after_landline(sim, tmp_path, ["dut-reboot", "1.2"])
+    finally:
+        run([*RIG, "sim", "fault", "dut-reboot", "--clear"], sim)
+    assert done.returncode == 1, done.stdout[-3000:]
+    satellite = [r for r in records if r["path"] == "satellite"]
+    assert len(satellite) == 1  # a firmware failure: judged, not retried
+    (cell,) = satellite
+    assert (cell["outcome"], cell["verdict"], cell["category"]) == ("failed", "failed", "unexpected_reboot")
+    assert "(reset cause: WDTO)" in str(cell["summary"]) and cell["error"] == "reset cause WDTO"
+    # The hub's second boot did connect: the cloud saw it, and it is still a failure.
+    events = [
+        json.loads(line) for line in Path(str(cell["evidence"]), "events.jsonl").read_text().splitlines()
+    ]
+    verdict = next(e for e in events if e["kind"] == "verdict")
+    assert [b["reset_cause"] for b in verdict["boots"]] == ["MCLR", "WDTO"]
+
+
+def test_the_uart_lost_during_the_handshake_is_a_bench_error_never_a_failure(
+    sim: dict[str, str], tmp_path: Path
+) -> None:
+    done, records = hil_with_fault_after_landline(sim, tmp_path, ["uart-gone", "20"], delay_s=1.5)
+    assert done.returncode == 3, done.stdout[-3000:]
+    satellite = [r for r in records if r["path"] == "satellite"]
+    assert satellite and all(r["outcome"] == "error" and r["part"] == "uart" for r in satellite)
+    assert "the UART port was lost" in str(satellite[0]["error"])
+    assert "FAILED" not in done.stdout
+
+
+def test_a_dead_uplink_stops_its_path_before_any_cell_runs_on_it(sim: dict[str, str], tmp_path: Path) -> None:
+    fault = run([*RIG, "sim", "fault", "uplink-down", "satellite"], sim)
+    assert fault.returncode == 0, fault.stdout + fault.stderr
+    try:
+        check = run([*RIG, "bench", "check"], sim)
+        hil = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests_hil",
+            "-p",
+            "no:cacheprovider",
+            "--firmware-dir",
+            sim["FW"],
+        ]
+        done = run([*hil, "--variants", "tcp-rx-1460,tcp-rx-1024", "--results", str(tmp_path / "hil")], sim)
+        argv = [*RIG, "gate", "tcp-rx-1460", *SIM_GATE, "--firmware-dir", sim["FW"], "--repeat", "1"]
+        gate = run([*argv, "--results", str(tmp_path / "gate")], sim)
+    finally:
+        run([*RIG, "sim", "fault", "uplink-down", "--clear"], sim)
+    assert check.returncode == 3 and "uplink satellite" in check.stdout
+    assert done.returncode == 3, done.stdout[-3000:]
+    records = [
+        json.loads(line) for line in (only_run(tmp_path / "hil") / "cells.jsonl").read_text().splitlines()
+    ]
+    assert {r["outcome"] for r in records if r["path"] == "landline"} == {"passed"}
+    satellite = [r for r in records if r["path"] == "satellite"]
+    assert {(r["outcome"], r["part"]) for r in satellite} == {("error", "uplink")}
+    assert [r["verdict"] for r in satellite] == ["error", "error", "not run"]  # one retry, then not run
+    for record in satellite[:2]:  # probed, and the DUT never reset for a satellite attempt
+        kinds = [
+            json.loads(line)["kind"]
+            for line in Path(str(record["evidence"]), "events.jsonl").read_text().splitlines()
+        ]
+        assert "path_probe" in kinds and "reset" not in kinds
+    assert gate.returncode == 3, gate.stdout + gate.stderr
+    verdict = json.loads((only_run(tmp_path / "gate") / "gate.json").read_text())
+    assert verdict["verdict"] == "not judged"
 
 
 def test_the_real_builds_the_variants_name_are_left_byte_for_byte(sim: dict[str, str]) -> None:

@@ -215,18 +215,20 @@ int mqtt_session(mbedtls_ssl_context *ssl, const hub_image *img)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: hub --flash FLASH_FILE --lan HOST:PORT\n");
+    fprintf(stderr, "usage: hub --flash FLASH_FILE --lan HOST:PORT [--reset-cause POR|MCLR|WDTO|SWR|BOR]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *flash = NULL, *lan = NULL;
+    const char *flash = NULL, *lan = NULL, *reset_cause = "POR"; /* RCON as the boot ROM reads it */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--flash") && i + 1 < argc)
             flash = argv[++i];
         else if (!strcmp(argv[i], "--lan") && i + 1 < argc)
             lan = argv[++i];
+        else if (!strcmp(argv[i], "--reset-cause") && i + 1 < argc)
+            reset_cause = argv[++i];
         else
             usage();
     }
@@ -240,7 +242,7 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &boot_time);
 
     uart_raw_line("");
-    uart_printf("PIC32MZ boot ROM: reset cause POR, checking program flash at 0x1D000000");
+    uart_printf("PIC32MZ boot ROM: reset cause %s, checking program flash at 0x1D000000", reset_cause);
     hub_image img;
     int loaded = flash_load(flash, &img);
     if (loaded != 0) {
