@@ -164,27 +164,28 @@ def read_packets(data: bytes, source: str, *, partial: bool = False) -> Capture:
 def _open(stream: _TrackedReads, data: bytes, source: str) -> tuple[Any, str]:
     """dpkt's reader for the file's format, chosen by its magic number."""
     magic = data[:4]
+    if magic not in _PCAP_MAGICS | {_PCAPNG_MAGIC}:
+        raise ConfigError(
+            f"{source}: not a pcap or pcapng capture (it starts with {data[:8].hex(' ')}); "
+            "give the file that tcpdump -w or the bench's capture wrote"
+        )
     try:
-        if magic == b"\x0a\x0d\x0d\x0a":
-            return dpkt.pcapng.Reader(stream), "pcapng"
-        reader = dpkt.pcap.Reader(stream)
+        reader = dpkt.pcapng.Reader(stream) if magic == _PCAPNG_MAGIC else dpkt.pcap.Reader(stream)
     except (ValueError, dpkt.UnpackError, struct.error) as exc:
-        if stream.shorts and magic in _PCAP_MAGICS | {b"\x0a\x0d\x0d\x0a"}:
+        if stream.shorts:
             raise ConfigError(
                 f"{source}: truncated: the file header is cut short ({len(data)} bytes)"
             ) from exc
-        raise ConfigError(
-            f"{source}: not a pcap or pcapng capture (it starts with {data[:8].hex(' ')}: {exc}); "
-            "give the file that tcpdump -w or the bench's capture wrote"
-        ) from exc
+        raise ConfigError(f"{source}: not a readable capture: {exc}") from exc
     stream.shorts.clear()
-    return reader, "pcap"
+    return reader, "pcapng" if magic == _PCAPNG_MAGIC else "pcap"
 
 
 # pcap magic numbers in file byte order: microsecond and nanosecond resolution, both byte orders.
 _PCAP_MAGICS: Final = frozenset(
     {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
 )
+_PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"  # the Section Header Block type
 
 
 def _cut_at_end(stream: _TrackedReads) -> bool:
@@ -200,7 +201,7 @@ def _cut_message(stream: _TrackedReads, offset: int, number: int, reason: str | 
         if wanted < 0:
             reason = "its block length is below the 8-byte minimum"
         else:
-            reason = f"it needs {wanted} more bytes, the file holds {got}"
+            reason = f"it needs {wanted} bytes there, the file holds {got}"
     return f"frame {number} at byte {offset} of {stream.size} is cut short: {reason}"
 
 

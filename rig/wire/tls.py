@@ -73,7 +73,9 @@ class TlsRecord:
 
     `header_time`: when the segment that completed its 5-byte header was captured (a receiver then
     knows the length it must wait for); `time`: when the segment that completed the whole record was
-    (it could then be processed), None when the capture lacks some of its bytes (`missing`).
+    (it could then be processed), None when the capture lacks some of its bytes (`missing`);
+    `acked_time`: when the receiver first acknowledged its last byte (a receiver that truncates
+    segments, as Harmony's TCP does on a full RX FIFO, takes the bytes only from a retransmission).
     """
 
     index: int
@@ -88,6 +90,7 @@ class TlsRecord:
     content: str = ""
     messages: list[str] = field(default_factory=list)
     alert: Alert | None = None
+    acked_time: float | None = None
 
     @property
     def type_name(self) -> str:
@@ -128,6 +131,7 @@ class TlsRecord:
             "content": self.content,
             "messages": list(self.messages),
             "alert": None if self.alert is None else self.alert.to_json(),
+            "acked_time": self.acked_time,
         }
 
     @classmethod
@@ -148,6 +152,7 @@ class TlsRecord:
             content=str(data.get("content", "")),
             messages=[str(m) for m in messages],
             alert=Alert.from_json(alert) if isinstance(alert, dict) else None,
+            acked_time=_optional_float(data.get("acked_time")),
         )
 
 

@@ -14,13 +14,24 @@ until then; without it the silences run until the last packet, and the view says
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from rig.errors import ConfigError
 from rig.wire import tables
-from rig.wire.capture import read_packets
-from rig.wire.tcp import SIDES, TLS_PORTS, Endpoint, Hole, Segment, Side, TcpConnection, split_connections
+from rig.wire.capture import ACK, RST, read_packets
+from rig.wire.tcp import (
+    SIDES,
+    TLS_PORTS,
+    Endpoint,
+    Hole,
+    Segment,
+    Side,
+    Stream,
+    TcpConnection,
+    split_connections,
+)
 from rig.wire.tls import HandshakeMessage, TlsRecord, looks_like_tls, parse_records
 
 SCHEMA: Final = 1
@@ -339,6 +350,7 @@ def _connection(tcp: TcpConnection, end: float | None) -> Connection:
             last_data_time=stream.last_data_time,
             stream=stream.data,
         )
+        _stamp_acks(direction.records, stream, tcp, "server" if sender == "client" else "client")
         if end is not None:
             since = direction.last_data_time if direction.last_data_time is not None else tcp.start
             direction.silent_s = round(max(0.0, end - since), 6)
@@ -363,6 +375,24 @@ def _connection(tcp: TcpConnection, end: float | None) -> Connection:
     )
 
 
+def _stamp_acks(records: list[TlsRecord], stream: Stream, tcp: TcpConnection, peer: Side) -> None:
+    """Each record's `acked_time`: the first of the peer's ACKs that covers the record's last byte."""
+    acks = [
+        (p.time, stream.relative(p.ack))
+        for p in tcp.packets
+        if tcp.side_of(p) == peer and p.flags & ACK and not p.flags & RST
+    ]
+    pending = sorted(records, key=lambda r: r.end)
+    waiting, highest = 0, -1
+    for when, position in acks:
+        if position is None or position <= highest:
+            continue
+        highest = position
+        while waiting < len(pending) and pending[waiting].end <= highest:
+            pending[waiting].acked_time = when
+            waiting += 1
+
+
 def _version_number(text: str) -> int:
     for number, name in tables.VERSIONS.items():
         if name == text:
@@ -380,9 +410,8 @@ def _render(view: WireView, segments: bool) -> list[str]:
     span = (view.end - origin) if view.end is not None else 0.0
     lines = [
         f"{view.source}: {view.format} ({view.link}), {view.frames} frames, "
-        f"{len(view.connections)} TCP connection{'s' if len(view.connections) != 1 else ''}, "
-        f"{span:.3f} s until the {view.end_basis}"
-        + (f"; first packet at {origin:.6f} (epoch s)" if view.start is not None else "")
+        f"{_count(len(view.connections), 'TCP connection')}, {span:.3f} s until the {view.end_basis}"
+        + (f"; times from the first packet, {_utc(origin)}" if view.start is not None else "")
     ]
     if view.truncated:
         lines.append(f"  truncated: {view.truncated}")
@@ -408,9 +437,9 @@ def _render_connection(view: WireView, c: Connection, origin: float, segments: b
     for sender in SIDES:
         one = c.side(sender)
         parts = [
-            f"{len(one.data_segments)} data segments of {len(one.segments)}",
+            f"{_count(len(one.segments), 'segment')} ({len(one.data_segments)} with data)",
             f"{one.length} bytes",
-            f"{len(one.records)} records",
+            _count(len(one.records), "record"),
         ]
         if one.retransmissions:
             parts.append(f"{one.retransmissions} retransmitted")
@@ -462,6 +491,14 @@ def _render_connection(view: WireView, c: Connection, origin: float, segments: b
         )
         lines.append(f"  last sender: {last}{when_text}{silence_text}")
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _utc(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
 def _segment_note(s: Segment) -> str:
