@@ -69,7 +69,10 @@ def test_stopped_overrides_the_events_and_segments_are_listed_on_request(attempt
     result = CliRunner().invoke(main, ["wire", "--segments", "--stopped", "1796191588.191615", str(attempt)])
     assert result.exit_code == 0
     assert "server silent for 1.091 s until the capture stopped" in result.output
-    assert "     0.908    server seg #8 PA  off 1024 len 369 win 65535  [retransmission]" in result.output.splitlines()
+    assert (
+        "     0.908    server seg #8 PA  off 1024 len 369 win 65535  [retransmission]"
+        in result.output.splitlines()
+    )
 
 
 @pytest.mark.parametrize(
