@@ -21,11 +21,11 @@ the JSON) with `record_bytes(record)` for comparing with what the stack logged.
 
 Why dpkt reads the pcap: it is BSD-licensed pure Python without dependencies (a 195 KB wheel),
 reads pcap (µs and ns) and pcapng and decodes every link layer a router capture uses (Ethernet
-with VLAN tags, Linux cooked v1/v2, raw IP, loopback), and is fast enough for the CLI and pytest
-alike (imports in about a tenth of a second). Scapy, the best-maintained alternative, is GPL-2.0
-only, a 2.8 MB wheel (24 MB installed) that takes over a second to import and decodes packets far
-more slowly; pypcapkit brings four dependencies and python-pcapng reads pcapng only. dpkt ships no
-type annotations: `rig.wire.capture` is the only module that touches it and hands typed packets on.
+with VLAN tags, Linux cooked v1/v2, raw IP, loopback). Scapy, the best-maintained alternative, is
+GPL-2.0-only and a 2.8 MB wheel (24 MB installed); pypcapkit brings four dependencies and
+python-pcapng reads pcapng only. `make bench-wire` prints this reader's rate against a bare dpkt
+decoding loop, scapy's where it is installed, and both imports' cost. dpkt ships no type
+annotations: `rig.wire.capture` is the only module that touches it and hands typed packets on.
 Its releases have slowed (1.9.8, fixes merged since): should it stop, that one module is what a
 replacement touches.
 """
