@@ -161,6 +161,13 @@ def read_packets(data: bytes, source: str, *, partial: bool = False) -> Capture:
     return Capture(source, kind, LINK_NAMES[linktype], frames, packets, other, truncated)
 
 
+# pcap magic numbers in file byte order: microsecond and nanosecond resolution, both byte orders.
+_PCAP_MAGICS: Final = frozenset(
+    {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
+)
+_PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"  # the Section Header Block type
+
+
 def _open(stream: _TrackedReads, data: bytes, source: str) -> tuple[Any, str]:
     """dpkt's reader for the file's format, chosen by its magic number."""
     magic = data[:4]
@@ -179,13 +186,6 @@ def _open(stream: _TrackedReads, data: bytes, source: str) -> tuple[Any, str]:
         raise ConfigError(f"{source}: not a readable capture: {exc}") from exc
     stream.shorts.clear()
     return reader, "pcapng" if magic == _PCAPNG_MAGIC else "pcap"
-
-
-# pcap magic numbers in file byte order: microsecond and nanosecond resolution, both byte orders.
-_PCAP_MAGICS: Final = frozenset(
-    {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
-)
-_PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"  # the Section Header Block type
 
 
 def _cut_at_end(stream: _TrackedReads) -> bool:

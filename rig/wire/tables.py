@@ -142,5 +142,13 @@ def version_name(value: int) -> str:
     return VERSIONS.get(value, f"0x{value:04x}")
 
 
+def version_number(text: str) -> int:
+    """The inverse of `version_name`: "TLS 1.2" → 0x0303, "0x0305" → 0x0305."""
+    for number, name in VERSIONS.items():
+        if name == text:
+            return number
+    return int(text, 16)
+
+
 def cipher_suite_name(value: int) -> str:
     return CIPHER_SUITES.get(value, f"0x{value:04X}")

@@ -143,7 +143,7 @@ class TlsRecord:
             index=int(str(data["index"])),
             offset=int(str(data["offset"])),
             content_type=int(str(data["content_type"])),
-            version=_version_number(str(data["version"])),
+            version=tables.version_number(str(data["version"])),
             length=int(str(data["length"])),
             header_time=_optional_float(data.get("header_time")),
             time=_optional_float(data.get("time")),
@@ -477,13 +477,6 @@ def _extensions(body: bytes, at: int) -> list[tuple[int, bytes]]:
         found.append((kind, body[at + 4 : at + 4 + size]))
         at += 4 + size
     return found
-
-
-def _version_number(text: str) -> int:
-    for number, name in tables.VERSIONS.items():
-        if name == text:
-            return number
-    return int(text, 16)
 
 
 def _optional_float(value: object) -> float | None:

@@ -205,7 +205,7 @@ class Connection:
             tls=bool(data["tls"]),
             client_side=Direction.from_json(data["client_side"]),
             server_side=Direction.from_json(data["server_side"]),
-            version=None if version is None else _version_number(str(version)),
+            version=None if version is None else tables.version_number(str(version)),
             cipher_suite=data.get("cipher_suite"),
             server_name=data.get("server_name"),
         )
@@ -391,13 +391,6 @@ def _stamp_acks(records: list[TlsRecord], stream: Stream, tcp: TcpConnection, pe
         while waiting < len(pending) and pending[waiting].end <= highest:
             pending[waiting].acked_time = when
             waiting += 1
-
-
-def _version_number(text: str) -> int:
-    for number, name in tables.VERSIONS.items():
-        if name == text:
-            return number
-    return int(text, 16)
 
 
 # ------------------------------------------------------------------------------------------ render
