@@ -1,7 +1,9 @@
 """A capture made by the real tcpdump of a real TLS 1.2 handshake on loopback reads as the RFCs say.
 
-Python's `ssl` (OpenSSL) on both ends, mutual-auth-free, TLS 1.2 with the suite AWS IoT Core and
-the hub agree on; tcpdump on `lo` (Ethernet framing) and on `any` (Linux cooked v2).
+Python's `ssl` (OpenSSL) on both ends, without client certificates, TLS 1.2 with the suite AWS IoT
+Core and the hub agree on; tcpdump on `lo` (Ethernet framing). Not on `any`: on this kind of VM the
+kernel drops some of the cooked interface's packets even at a handful per second ("packets dropped
+by kernel"); the cooked framings are checked with the bench capture re-framed (test_link_layers).
 """
 
 from __future__ import annotations
@@ -80,9 +82,8 @@ def _closed_both_ways(capture: Path) -> bool:
     return view.main is not None and all(view.main.side(s).fin_time is not None for s in ("client", "server"))
 
 
-@pytest.mark.parametrize(("interface", "link"), [("lo", "ethernet"), ("any", "linux cooked v2 (sll2)")])
 def test_a_real_tcpdump_capture_of_a_tls_handshake(
-    tmp_path: Path, certificate: tuple[Path, Path], listener: socket.socket, interface: str, link: str
+    tmp_path: Path, certificate: tuple[Path, Path], listener: socket.socket
 ) -> None:
     port = listener.getsockname()[1]
     out = tmp_path / "capture.pcap"
@@ -92,7 +93,7 @@ def test_a_real_tcpdump_capture_of_a_tls_handshake(
         [
             "tcpdump",
             "-i",
-            interface,
+            "lo",
             "--immediate-mode",
             "-U",
             "-n",
@@ -107,11 +108,9 @@ def test_a_real_tcpdump_capture_of_a_tls_handshake(
     )
     try:
         assert tcpdump.stderr is not None
-        # Packets before "listening on" are not captured ("any" first names its link type).
-        first_lines = [tcpdump.stderr.readline()]
-        while first_lines[-1] and "listening on" not in first_lines[-1] and len(first_lines) < 3:
-            first_lines.append(tcpdump.stderr.readline())
-        assert "listening on" in first_lines[-1], first_lines
+        # Packets before "listening on" are not captured.
+        first_line = tcpdump.stderr.readline()
+        assert "listening on lo" in first_line, first_line
         server = threading.Thread(target=serve_once, args=(listener, certificate), daemon=True)
         server.start()
         client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -133,7 +132,7 @@ def test_a_real_tcpdump_capture_of_a_tls_handshake(
         tcpdump.terminate()
         tcpdump.wait(10)
     view = read_capture(out)
-    assert view.link == link
+    assert view.link == "ethernet"
     connection = view.main
     assert connection is not None and len(view.connections) == 1
     assert (connection.client.port, connection.server.port, connection.joined) == (client_port, port, False)
