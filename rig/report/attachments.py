@@ -1,8 +1,8 @@
 """An attempt's evidence as allure attachments (a no-op when pytest runs without `--alluredir`).
 
 What is attached, by file name in the attempt folder: the UART log (raw bytes, as text), the
-timestamped line stream, the diagnosis, the bench's events, the programmer's output, the pcap, the
-timeline chart and the diff against the passing attempt. Private keys never leave the bench: only
+timestamped line stream, the diagnosis, the bench's events, the programmer's output, the pcap and its
+TLS-record view (`wire.json`), the timeline chart and the diff against the passing attempt. Private keys never leave the bench: only
 these named files are attached, never a folder's whole content.
 """
 
@@ -28,6 +28,7 @@ _ATTACHMENTS: tuple[tuple[str, str, str], ...] = (
     (files.UART_JSONL, "UART lines (timestamped)", "JSON"),
     (files.EVENTS, "bench events", "JSON"),
     (files.CAPTURE, "packet capture", "PCAP"),
+    (files.WIRE, "the wire: TCP segments and TLS records", "JSON"),
 )
 
 

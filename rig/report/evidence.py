@@ -2,19 +2,23 @@
 
 Each attempt gets its own folder, made before the attempt starts so that the drivers can stream into
 it (the UART's `uart.raw`/`uart.jsonl`, the event log's `events.jsonl`, the programmer's output, the
-capture's pcap); the cell runner adds `diagnosis.json`, the timeline chart and the diff against a
-passing attempt. `DIR/latest` points at the newest run.
+capture's pcap); the cell runner adds `diagnosis.json`, `wire.json` (the capture read by `rig.wire`,
+`write_wire_json`), the timeline chart and the diff against a passing attempt. `DIR/latest` points at
+the newest run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+from rig.errors import ConfigError, InfrastructureError
 from rig.report.records import CellsLog, cell_id
+from rig.wire import read_capture
 
 # File names inside an attempt folder, shared by the cell runner, the report and the allure attachments.
 UART_RAW = "uart.raw"
@@ -22,6 +26,7 @@ UART_JSONL = "uart.jsonl"
 EVENTS = "events.jsonl"
 DIAGNOSIS = "diagnosis.json"
 CAPTURE = "capture.pcap"
+WIRE = "wire.json"
 PROGRAMMER_DIR = "programmer"
 TIMELINE = "timeline.png"
 DIFF_TEXT = "diff.txt"
@@ -69,3 +74,56 @@ class RunFolder:
 def write_json(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def write_wire_json(folder: Path, *, stopped: float | None = None) -> Path | None:
+    """Read the attempt's `capture.pcap` into `wire.json` beside it; None when the attempt has no capture.
+
+    `stopped`: when the capture was stopped (wall time), so that a side's silence runs until then;
+    by default the `capture_stopped` event of the folder's `events.jsonl`, else the last packet. A
+    capture cut short is read up to the cut and says so in its `truncated` field; one that cannot be
+    read at all is the bench's capture failing: `InfrastructureError` naming the file.
+    """
+    capture = folder / CAPTURE
+    if not capture.is_file():
+        return None
+    if stopped is None:
+        stopped = capture_stopped(folder)
+    try:
+        view = read_capture(capture, stopped=stopped, partial=True)
+    except ConfigError as exc:
+        raise InfrastructureError(f"the bench's capture is unreadable: {exc}") from exc
+    return write_json(folder / WIRE, view.to_json())
+
+
+def capture_stopped(folder: Path) -> float | None:
+    """Wall time of the last `capture_stopped` event in the folder's `events.jsonl`, if any."""
+    stops = [e["wall"] for e in _events(folder) if e.get("kind") == "capture_stopped" and "wall" in e]
+    return float(stops[-1]) if stops else None
+
+
+def host_clock_offset(folder: Path) -> float | None:
+    """The host's wall clock minus its monotonic clock during the attempt (median over its events).
+
+    UART lines carry monotonic times, the capture wall times (the capturing host's clock): this
+    puts them on one axis. It holds as long as the router's clock agrees with the host's (the
+    simulated bench's does; a real router wants NTP).
+    """
+    offsets = [float(e["wall"]) - float(e["mono"]) for e in _events(folder) if "wall" in e and "mono" in e]
+    return statistics.median(offsets) if offsets else None
+
+
+def _events(folder: Path) -> list[dict[str, Any]]:
+    try:
+        text = (folder / EVENTS).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    events = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line of a killed run
+        if isinstance(event, dict):
+            events.append(event)
+    return events
