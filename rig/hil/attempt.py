@@ -45,19 +45,21 @@ from rig import __version__
 from rig.config import BenchConfig, Loaded, PathConfig, TimeoutsConfig, VariantConfig
 from rig.drivers.programmers import ProgramResult
 from rig.drivers.uart.port import UartLine
-from rig.errors import InfrastructureError
+from rig.errors import ConfigError, InfrastructureError
 from rig.events import Event
 from rig.hil.judge import Boot, Judgement, Rules, Witnesses, judge
 from rig.mbedtls import LogParser
 from rig.report import evidence as files
-from rig.report.evidence import write_json
+from rig.report.evidence import write_json, write_wire_json
 from rig.report.records import AttemptRecord, cell_id
+from rig.wire import WireView, read_capture
 
 log = logging.getLogger(__name__)
 
 # Mbed TLS prints the negotiated suite only at debug level 3; firmware at level 2 usually prints
 # `mbedtls_ssl_get_ciphersuite()` itself once connected: the suite's name is recognised on any line.
 SUITE_NAME = re.compile(r"\bTLS-[A-Z0-9]+(?:-[A-Z0-9]+)*-WITH-[A-Z0-9]+(?:-[A-Z0-9]+)*")
+WIRE_POLL_S = 1.0  # how often the growing capture is read again while the attempt is watched
 POLL_S = 0.1  # how often the live verdict is re-evaluated while the UART is quiet
 QUIET_S = 0.5  # UART silence that says the DUT printed everything from before the reset
 BUDGET_RTTS = 10  # round trips a healthy connect may take (TCP, TLS 1.2 with client auth, MQTT CONNECT)
@@ -238,14 +240,19 @@ class Attempt:
         )
         deadline = self._reset_at + timeouts.cell_s
         patterns = _Patterns(config)
-        witnesses = Witnesses(reset_at=self._reset_at)
+        witnesses = Witnesses(reset_at=self._reset_at, wall_minus_mono=self._reset_wall - self._reset_at)
         witnesses.cloud = self._cloud(witnesses)
         self.parser = witnesses.uart
+        capture = self.record.folder / files.CAPTURE if config.capture is not None else None
+        wire_read = 0.0
         judgement: Judgement | None = None
         for now, line in _lines_until(self._lines, deadline):
             if line is not None:
                 self._see(witnesses, line, patterns)
             witnesses.uart_gaps = uart_gaps(self.bench.events())
+            if capture is not None and now - wire_read >= WIRE_POLL_S:
+                witnesses.wire = _read_wire(capture) or witnesses.wire
+                wire_read = now
             if witnesses.cloud == "waiting" and witnesses.mqtt_connected_at is not None:
                 witnesses.cloud = self._cloud(witnesses)
             if (judgement := judge(witnesses, rules, now, final=False)) is not None:
@@ -288,6 +295,7 @@ class Attempt:
         if len(w.boots) > 1:
             return  # a later boot is never judged: the judge calls it an unexpected reboot
         w.lines_seen += 1
+        w.last_line_at = line.mono
         w.uart.feed(line.text, host_time=line.mono)
         if w.mqtt_connected_at is None and patterns.mqtt.search(line.text):
             w.mqtt_connected_at = line.mono
@@ -338,9 +346,18 @@ class Attempt:
         self._closed = True
         try:
             self._stack.close()
+            self._write_wire()
         finally:
             self.save()
             self.bench.attach(None)
+
+    def _write_wire(self) -> None:
+        """`wire.json` beside `capture.pcap`, once the capture has stopped; an unreadable one is said, not raised."""
+        try:
+            write_wire_json(self.record.folder)
+        except InfrastructureError as exc:
+            log.error("%s attempt %d: %s", self.id, self.record.attempt, exc)
+            self.bench.emit("wire_unreadable", cell=self.id, error=str(exc))
 
     def save(self) -> None:
         """Write the record as it stands to `diagnosis.json` (again once its outcome is known)."""
@@ -354,6 +371,14 @@ class _Patterns:
         self.banner = re.compile(config.dut.banner_sha256)
         self.mqtt = re.compile(config.dut.mqtt_connected)
         self.reset_cause = re.compile(config.dut.reset_cause)
+
+
+def _read_wire(capture: Path) -> WireView | None:
+    """The capture as far as it is written (None while it holds nothing readable yet)."""
+    try:
+        return read_capture(capture, partial=True)
+    except ConfigError:
+        return None
 
 
 def uart_gaps(events: list[Event]) -> list[tuple[float, float | None]]:

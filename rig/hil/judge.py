@@ -5,6 +5,8 @@ else decides `completed`. Its witnesses:
 
 - the **UART**: the boots the DUT announced after the attempt's reset (banner, image, reset cause), the
   Mbed TLS trace of the first of them, the firmware's MQTT-connected line, the suite it named;
+- the **wire**: the router's capture of the hub's LAN read as TLS records per direction (`rig.wire`):
+  who sent what when, who went quiet, the suite in the ServerHello;
 - the **bench**: the UART driver's `port_lost`/`port_back` events during the attempt;
 - the **cloud**: whether its lifecycle events saw the DUT's client id connect (when the bench has them).
 
@@ -14,12 +16,18 @@ a firmware failure:
 1. A second boot after the attempt's own reset is the firmware's failure `unexpected_reboot`, with the
    reset cause its boot ROM printed, whatever the later boot does.
 2. A UART gap during the judged boot is a bench problem (part `uart`): the lines in it were never seen,
-   so no verdict can rest on the ones that were; the message says what the cloud saw meanwhile.
-3. The Mbed TLS trace decides failed and stalled (with `stall_after` as the stall rule).
-4. `completed` needs the handshake over, the DUT's MQTT line and — when the bench watches the cloud —
-   the cloud's `connected` event (none within CLOUD_CONFIRM_S is a bench problem, part `cloud`); and it
-   must be within the path's time budget (else `over_time_budget`) with an ECDHE AES-GCM suite AWS IoT
-   Core offers (else `weak_ciphersuite`).
+   so no verdict can rest on the ones that were; so is a UART that shows no banner, or falls silent,
+   while the wire shows the DUT's handshake moving. The message says what the wire and the cloud saw.
+3. With Mbed TLS lines on the UART, the trace decides failed and stalled (`stall_after` is the stall
+   rule); without them (a release build, debug off) the wire does: a fatal alert, a connection closed
+   under the handshake, or no byte either way for `stall_after` while the handshake is unfinished.
+   A stall names who went quiet: the server after the client's flight (the incident), the device
+   while the server's bytes waited for it, or nobody reached (no byte from the server at all).
+4. `completed` needs the handshake over (the trace's end, or the server's ChangeCipherSpec and
+   Finished and application data both ways on the wire), the DUT's MQTT line and — when the bench
+   watches the cloud — the cloud's `connected` event (none within CLOUD_CONFIRM_S is a bench problem,
+   part `cloud`); and it must be within the path's time budget (else `over_time_budget`) with an ECDHE
+   AES-GCM suite AWS IoT Core offers (from the UART, else the ServerHello; else `weak_ciphersuite`).
 5. At the attempt's deadline: `timeout`, or `incomplete` when the handshake ended but no MQTT line came.
 """
 
@@ -34,6 +42,7 @@ from rig.config import Expectation
 from rig.errors import InfrastructureError
 from rig.mbedtls import Diagnosis, LogParser, diagnose_parser
 from rig.report.records import AttemptRecord, Outcome, Verdict
+from rig.wire import Connection, TlsRecord, WireView
 
 # AWS IoT Core's TLS 1.2 security policies offer these suites that the hub's Mbed TLS build enables.
 AWS_SUITES = re.compile(r"^TLS-ECDHE-(RSA|ECDSA)-WITH-AES-(128|256)-GCM-SHA(256|384)$")
@@ -41,6 +50,9 @@ AWS_SUITES = re.compile(r"^TLS-ECDHE-(RSA|ECDSA)-WITH-AES-(128|256)-GCM-SHA(256|
 # AWS's own); a DUT that printed its CONNACK line and still has no event after this is a cloud-side
 # (events broker, subscription) problem.
 CLOUD_CONFIRM_S = 15.0
+# The UART shows a line for each record the DUT writes (debug level 2) within a few hundred ms; a wire
+# that shows the DUT sending records this long after the UART's last line says the UART lost them.
+UART_BEHIND_WIRE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,12 @@ class Witnesses:
     suite_on_uart: str | None = None
     uart_gaps: list[tuple[float, float | None]] = field(default_factory=list)  # port lost → back (monotonic)
     lines_seen: int = 0  # UART lines of the judged boot (or since the reset, before a banner)
+    last_line_at: float | None = None  # host monotonic time of the judged boot's last UART line
     cloud: Literal["unwatched", "waiting", "connected"] = "unwatched"
+    wire: WireView | None = None  # the capture so far (None: the bench does not capture)
+    wall_minus_mono: float = (
+        0.0  # the host's wall clock minus its monotonic clock: puts the wire on the UART's axis
+    )
 
     @property
     def booted(self) -> Boot | None:
@@ -94,6 +111,7 @@ class Judgement:
     last_state: str | None = None
     error: str | None = None
     bench_problem: InfrastructureError | None = None  # the verdict is `error`: nothing was judged
+    quiet: str | None = None  # a stall's silent side: server | device | nobody
 
     def fill(self, record: AttemptRecord) -> None:
         """Write this judgement into the attempt's record."""
@@ -103,6 +121,7 @@ class Judgement:
         record.ciphersuite = self.ciphersuite
         record.last_state = self.last_state
         record.error = self.error
+        record.quiet = self.quiet
         record.diagnosis = self.diagnosis.to_json() if self.diagnosis is not None else {}
 
 
@@ -113,13 +132,26 @@ def judge(w: Witnesses, rules: Rules, now: float, *, final: bool) -> Judgement |
         return _rebooted(w, w.boots[1], now)
     if (gap := _gap_during(w, boot)) is not None:
         return _uart_gap(w, gap, now)
+    facts = wire_facts(w)
+    if (missed := _uart_behind_wire(w, facts, now, rules)) is not None:
+        return missed
     if boot is None and now - w.reset_at < rules.boot_s and not final:
         return None  # a DUT that prints a banner has not booted yet
     diagnosis = diagnose_parser(w.uart, now=now, stall_after=rules.stall_after_s)
-    suite = diagnosis.ciphersuite or w.suite_on_uart
-    if diagnosis.outcome in ("failed", "stalled"):
-        return _from_log(diagnosis.outcome, diagnosis, suite)
-    if diagnosis.outcome == "completed" and w.mqtt_connected_at is not None:
+    suite = diagnosis.ciphersuite or w.suite_on_uart or (facts.suite if facts else None)
+    logged = bool(w.uart.trace.events)  # Mbed TLS spoke (a release build may print nothing of it)
+    if logged and diagnosis.outcome in ("failed", "stalled"):
+        judgement = _from_log(diagnosis.outcome, diagnosis, suite)
+        if diagnosis.outcome == "stalled" and facts is not None:
+            judgement.quiet, said = _who_went_quiet(facts, now)
+            judgement.summary += f" On the wire: {said}."
+        return judgement
+    if not logged and facts is not None and (from_wire := _from_wire(w, facts, now, rules, diagnosis, suite)):
+        return from_wire
+    handshake_over = diagnosis.outcome == "completed" or (
+        not logged and facts is not None and facts.completed
+    )
+    if handshake_over and w.mqtt_connected_at is not None:
         if w.cloud == "waiting":
             if now - w.mqtt_connected_at < CLOUD_CONFIRM_S and not final:
                 return None
@@ -137,10 +169,10 @@ def judge(w: Witnesses, rules: Rules, now: float, *, final: bool) -> Judgement |
                     part="cloud",
                 ),
             )
-        return _connected(w, rules, diagnosis, suite)
+        return _connected(w, rules, diagnosis, suite, _state(diagnosis) or (facts.state if facts else None))
     if not final:
         return None
-    if diagnosis.outcome == "completed":
+    if handshake_over:
         return Judgement(
             "incomplete",
             "other",
@@ -233,10 +265,11 @@ def _from_log(verdict: Literal["failed", "stalled"], diagnosis: Diagnosis, suite
     )
 
 
-def _connected(w: Witnesses, rules: Rules, diagnosis: Diagnosis, suite: str | None) -> Judgement:
+def _connected(
+    w: Witnesses, rules: Rules, diagnosis: Diagnosis, suite: str | None, state: str | None
+) -> Judgement:
     assert w.mqtt_connected_at is not None
     took = w.mqtt_connected_at - w.reset_at
-    state = _state(diagnosis)
     if took > rules.time_budget_s:
         return Judgement(
             "failed",
@@ -287,3 +320,195 @@ def _error(diagnosis: Diagnosis) -> str | None:
         return None
     name, code = error.get("name"), error.get("code")
     return f"{name} ({code})" if name and code else str(name or code)
+
+
+# ----------------------------------------------------------------------------------------- the wire
+
+
+@dataclass(frozen=True)
+class WireFacts:
+    """What the capture says about the judged boot's TLS connection, on the UART's (monotonic) clock."""
+
+    connection: Connection
+    client_hello_at: float | None
+    client_last: float | None  # the DUT's last new data
+    server_last: float | None  # the server's last new data
+    server_bytes: int
+    completed: bool  # the server's ChangeCipherSpec and Finished, and application data both ways
+    state: str  # the Mbed TLS client state the wire shows the DUT in
+    suite: str | None  # from the ServerHello, in Mbed TLS's spelling
+    client_tail: list[TlsRecord]  # the DUT's records since the server's last data (its last flight)
+    alert: tuple[str, str] | None  # (sender, "alert fatal decrypt_error" / "encrypted alert")
+    closed: str | None  # "FIN by server", "RST by server", …
+
+    def at(self, mono: float, reset_at: float) -> str:
+        return f"{mono - reset_at:.1f} s"
+
+
+def wire_facts(w: Witnesses) -> WireFacts | None:
+    """The capture's view of the connection the judged boot opened, or None without one."""
+    if w.wire is None:
+        return None
+    offset = w.wall_minus_mono
+    start_wall = (w.booted.mono if w.booted is not None else w.reset_at) + offset - 0.5
+    second = w.boots[1].mono + offset if len(w.boots) > 1 else None
+    mine = [
+        c
+        for c in w.wire.tls_connections
+        if not c.joined and c.start >= start_wall and (second is None or c.start < second)
+    ]
+    if not mine:
+        return None
+    conn = mine[0]
+    client, server = conn.client_side, conn.server_side
+
+    def mono(wall: float | None) -> float | None:
+        return None if wall is None else wall - offset
+
+    hello = next((r for r in client.records if "ClientHello" in r.content), None)
+    server_types = [m.name for m in server.messages]
+    server_ccs = any(r.content == "ChangeCipherSpec" for r in server.records)
+    server_finished = server_ccs and any(r.encrypted and r.content_type == 22 for r in server.records)
+    app_both = all(any(r.content == "application data" for r in side.records) for side in (client, server))
+    client_ccs = any(r.content == "ChangeCipherSpec" for r in client.records)
+    if server_finished:
+        state = "HANDSHAKE_OVER"
+    elif server_ccs:
+        state = "SERVER_FINISHED"
+    elif client_ccs:
+        state = "SERVER_CHANGE_CIPHER_SPEC"
+    else:
+        state = next(
+            (s for message, s in _WAITING_AFTER if message in server_types),
+            "SERVER_HELLO" if hello is not None else "CLIENT_HELLO",
+        )
+    server_last = server.last_data_time
+    tail = [r for r in client.records if r.when is not None and (server_last is None or r.when > server_last)]
+    alert = next(
+        (
+            (sender, str(r.alert))
+            for sender, side in (("server", server), ("client", client))
+            for r in side.records
+            if r.alert
+        ),
+        None,
+    )
+    suite = conn.cipher_suite_name.replace("_", "-") if conn.cipher_suite_name else None
+    return WireFacts(
+        connection=conn,
+        client_hello_at=mono(hello.when if hello else None),
+        client_last=mono(client.last_data_time),
+        server_last=mono(server_last),
+        server_bytes=server.length,
+        completed=server_finished and app_both,
+        state=state,
+        suite=suite,
+        client_tail=tail,
+        alert=alert,
+        closed=conn.closed,
+    )
+
+
+# The server's last complete flight message → the client state that waits for the next one (Mbed TLS 2.x).
+_WAITING_AFTER: tuple[tuple[str, str], ...] = (
+    ("ServerHelloDone", "CLIENT_CERTIFICATE"),
+    ("CertificateRequest", "SERVER_HELLO_DONE"),
+    ("ServerKeyExchange", "CERTIFICATE_REQUEST"),
+    ("Certificate", "SERVER_KEY_EXCHANGE"),
+    ("ServerHello", "SERVER_CERTIFICATE"),
+)
+
+
+def _uart_behind_wire(w: Witnesses, facts: WireFacts | None, now: float, rules: Rules) -> Judgement | None:
+    """A UART that shows no banner, or fell silent, while the wire shows the DUT's handshake: a bench problem."""
+    if facts is None or facts.client_hello_at is None:
+        return None
+    if w.booted is None and w.lines_seen == 0 and now - facts.client_hello_at > UART_BEHIND_WIRE_S:
+        seen = f"no line on the UART since the reset although the wire shows the DUT's ClientHello at {facts.at(facts.client_hello_at, w.reset_at)}"
+    elif (
+        w.uart.trace.events
+        and w.last_line_at is not None
+        and facts.client_last is not None
+        and facts.client_last - w.last_line_at > UART_BEHIND_WIRE_S
+    ):
+        seen = (
+            f"the UART fell silent at {facts.at(w.last_line_at, w.reset_at)} while the wire shows the DUT sending "
+            f"until {facts.at(facts.client_last, w.reset_at)}"
+        )
+    else:
+        return None
+    cloud = {"connected": "; the cloud saw the DUT connect", "waiting": "", "unwatched": ""}[w.cloud]
+    message = f"{seen}{cloud}: the UART misses the DUT's lines — check the UART (cable, USB hub, ser2net)"
+    return Judgement(
+        "error", None, f"bench problem: {message}", bench_problem=InfrastructureError(message, part="uart")
+    )
+
+
+def _who_went_quiet(facts: WireFacts, now: float) -> tuple[str, str]:
+    """(server | device | nobody, one sentence with the records, sizes and times from the wire)."""
+    conn = facts.connection
+    reset = conn.start  # wall; the sentence gives times relative to the TLS connection's start
+    if facts.server_bytes == 0:
+        return "nobody", "no byte from the server since the connection opened — nothing on the path answered"
+    if facts.client_last is not None and (
+        facts.server_last is None or facts.client_last >= facts.server_last
+    ):
+        flight = ", ".join(r.content for r in facts.client_tail) or "last record"
+        size = sum(r.size for r in facts.client_tail)
+        sent = facts.client_tail[-1].when if facts.client_tail else None
+        when = f" at {sent - reset:.3f} s" if sent is not None else ""
+        silence = now - facts.client_last
+        return "server", (
+            f"the server went silent after the hub's {flight} ({len(facts.client_tail)} records, {size} bytes{when} "
+            f"into the connection): {silence:.1f} s without a byte from it"
+        )
+    last = conn.server_side.records[-1] if conn.server_side.records else None
+    what = f"its {last.content} ({last.size} bytes)" if last is not None else "its bytes"
+    assert facts.server_last is not None
+    return "device", (
+        f"the device went quiet: the server sent {what} {now - facts.server_last:.1f} s ago and the hub has not "
+        "answered"
+    )
+
+
+def _from_wire(
+    w: Witnesses, facts: WireFacts, now: float, rules: Rules, diagnosis: Diagnosis, suite: str | None
+) -> Judgement | None:
+    """The verdict when the UART has no Mbed TLS lines: failed or stalled from the wire, else None."""
+    if facts.alert is not None and not facts.completed:
+        sender, alert = facts.alert
+        category = "fatal_alert_received" if sender == "server" else "alert_sent"
+        return Judgement(
+            "failed",
+            category,
+            f"the {'server' if sender == 'server' else 'hub'} sent an {alert} in the handshake (seen on the wire, "
+            f"client state {facts.state})",
+            diagnosis,
+            suite,
+            facts.state,
+        )
+    if facts.closed is not None and not facts.completed and "server" in facts.closed:
+        return Judgement(
+            "failed",
+            "conn_eof_or_reset",
+            f"the server closed the connection under the handshake ({facts.closed}, seen on the wire, client "
+            f"state {facts.state})",
+            diagnosis,
+            suite,
+            facts.state,
+        )
+    if facts.completed:
+        return None
+    last = max((t for t in (facts.client_last, facts.server_last) if t is not None), default=None)
+    if last is None or now - last < rules.stall_after_s:
+        return None
+    quiet, said = _who_went_quiet(facts, now)
+    return Judgement(
+        "stalled",
+        "stall_want_read",
+        f"Stalled in client state {facts.state} (from the wire: no Mbed TLS line on the UART): {said}.",
+        diagnosis,
+        suite,
+        facts.state,
+        quiet=quiet,
+    )

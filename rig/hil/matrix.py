@@ -25,7 +25,7 @@ from typing import TypeVar
 from rig.config import Expectation, Loaded, VariantConfig
 from rig.errors import InfrastructureError
 from rig.hil.attempt import Attempt, CellBench, stall_after_s, time_budget_s
-from rig.report.comparison import Side, write_comparison
+from rig.report.comparison import Side, with_wire, write_comparison
 from rig.report.evidence import RunFolder
 from rig.report.records import AttemptRecord, Outcome, cell_id
 
@@ -287,7 +287,7 @@ def _side(attempt: Attempt) -> Side:
     if not record.completed and record.last_state:
         verdict += f" at {record.last_state}"
     verdict += f" after {record.seconds.reset_to_verdict:.1f} s"
-    return Side(label, attempt.parser.trace, verdict, attempt.verdict_time)
+    return with_wire(Side(label, attempt.parser.trace, verdict, attempt.verdict_time), record.folder)
 
 
 class AttemptCounter:

@@ -56,6 +56,7 @@ class AttemptRecord(BaseModel):
     last_state: str | None = None
     error: str | None = None  # the firmware's Mbed TLS error, or the bench problem for `error`
     part: str | None = None  # the bench part whose problem kept the attempt from a verdict
+    quiet: str | None = None  # a stall's silent side, as the wire shows it: server | device | nobody
     seconds: Seconds = Field(default_factory=Seconds)
     programmed: bool = False
     evidence: str = ""
