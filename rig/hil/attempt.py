@@ -24,6 +24,14 @@ the reset (lines of an earlier boot still on their way are drained), and judging
 banner (`dut.banner_sha256`), whose image sha256 must be the programmed one; a DUT that prints no banner
 is judged from the reset on once `timeouts.boot_s` has passed.
 
+A verdict rests on the lines of that boot, so it needs all of them: when the UART's port was gone (a
+USB console re-enumerating, ser2net hanging up, see `rig.drivers.uart.gaps`) between the judged boot's
+banner and the verdict, or when no banner was seen after the reset and the port was gone meanwhile (the
+boot may have printed while nobody could read it), the attempt is a bench problem naming the gaps
+(`capture_problem`), never a verdict on the lines it happened to see. A gap that ended before the
+banner — a console re-enumerating on the reset, back before the firmware prints — costs nothing. Every
+gap is in the record's `uart_gaps`, with what it cost.
+
 Bench problems (programmer, UART, router, cloud) raise `InfrastructureError`; they are never turned into
 a verdict. The attempt's record (`rig.report.records.AttemptRecord`) is filled as it goes; a firmware
 verdict other than completed is raised by `record.raise_for_failure()` as `rig.errors.HandshakeFailed`
@@ -35,7 +43,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,12 +51,13 @@ from typing import Any, Protocol
 from rig import __version__
 from rig.config import BenchConfig, Loaded, PathConfig, TimeoutsConfig, VariantConfig
 from rig.drivers.programmers import ProgramResult
+from rig.drivers.uart.gaps import UartGap
 from rig.drivers.uart.port import UartLine
 from rig.errors import InfrastructureError
 from rig.mbedtls import Diagnosis, LogParser, diagnose_parser
 from rig.report import evidence as files
 from rig.report.evidence import write_json
-from rig.report.records import AttemptRecord, Verdict, cell_id
+from rig.report.records import AttemptRecord, GapEffect, UartGapRecord, Verdict, cell_id
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +124,10 @@ class CellBench(Protocol):
         """Record an event of the attempt (in its `events.jsonl`)."""
         ...
 
+    def uart_gaps(self, since: float) -> list[UartGap]:
+        """Every time the UART's port was gone that lasted into or past `since` (host monotonic time)."""
+        ...
+
 
 # ----------------------------------------------------------------------------------------- one attempt
 
@@ -154,6 +167,7 @@ class Attempt:
         self.verdict_time: float | None = None  # host monotonic time the verdict was reached
         self._stack = ExitStack()
         self._lines: LineSource | None = None
+        self._started: float | None = None  # host monotonic time prepare() began
         self._reset_at: float | None = None
         self._reset_wall: float | None = None
         self._closed = False
@@ -166,6 +180,7 @@ class Attempt:
     def prepare(self) -> None:
         """Image on the DUT, path selected, recording and capture running, DUT reset."""
         folder = self.record.folder
+        self._started = time.monotonic()
         self.bench.attach(folder)
         self.bench.emit("attempt_started", cell=self.id, attempt=self.record.attempt)
         # Subscribed from the start: the UART's quiet before the reset is then measured across the
@@ -226,15 +241,22 @@ class Attempt:
         mqtt = re.compile(self.bench.config.dut.mqtt_connected)
         banner = re.compile(self.bench.config.dut.banner_sha256)
         booted = False  # the boot banner after the reset was seen: judge from there on
+        banner_at: float | None = None  # when the banner of the judged boot arrived
+        gaps_checked = self._reset_at
         parser = LogParser()
         self.parser = parser
         diagnosis: Diagnosis | None = None
         verdict: Verdict = "timeout"
         for now, line in _lines_until(self._lines, deadline):
+            if banner_at is not None and now - gaps_checked >= POLL_S:
+                gaps_checked = now
+                if any(g.overlaps(banner_at, now) for g in self.bench.uart_gaps(banner_at)):
+                    break  # lines of the judged boot are being missed: no verdict can rest on the rest
             if line is not None:
                 if found := banner.search(line.text):
                     # The boot this reset caused: what came before it belongs to the previous boot.
                     booted = True
+                    banner_at = line.mono
                     self._check_image(found)
                     parser = LogParser()
                     self.parser = parser
@@ -247,6 +269,8 @@ class Attempt:
                     self._suite_seen = suite.group(0)
             if not booted and now - self._reset_at < timeouts.boot_s:
                 continue  # no banner yet: a DUT that prints one has not booted yet
+            if not booted and self.bench.uart_gaps(self._reset_at):
+                break  # no banner by boot_s, and the port was gone meanwhile: it may have been missed
             diagnosis = diagnose_parser(parser, now=now, stall_after=stall_after)
             if diagnosis.outcome in ("failed", "stalled"):
                 verdict = diagnosis.outcome
@@ -262,6 +286,7 @@ class Attempt:
                 verdict = diagnosis.outcome  # reached on the very last poll before the deadline
         self.verdict_time = time.monotonic()
         self.record.seconds.reset_to_verdict = self.verdict_time - self._reset_at
+        self._check_capture(banner_at, verdict, diagnosis)
         if verdict == "completed":
             self._confirm_with_cloud(deadline)
         self._fill(verdict, diagnosis)
@@ -275,6 +300,29 @@ class Attempt:
             summary=self.record.summary,
         )
         return self.record
+
+    def _check_capture(self, banner_at: float | None, verdict: Verdict, diagnosis: Diagnosis | None) -> None:
+        """Record the attempt's UART gaps; raise InfrastructureError when they leave the boot unjudgeable."""
+        assert self._reset_at is not None and self.verdict_time is not None
+        gaps = self.bench.uart_gaps(self._started if self._started is not None else self._reset_at)
+        reset_at, verdict_at = self._reset_at, self.verdict_time
+        self.record.uart_gaps = [
+            UartGapRecord(
+                lost_s=round(g.lost - reset_at, 3),
+                seconds=round(g.seconds, 3) if g.seconds is not None else None,
+                reason=g.reason,
+                return_to_back_s=g.return_to_back_s,
+                effect=gap_effect(g, reset_at=reset_at, banner_at=banner_at, verdict_at=verdict_at),
+            )
+            for g in gaps
+        ]
+        problem = capture_problem(gaps, reset_at=reset_at, banner_at=banner_at, verdict_at=verdict_at)
+        if problem is None:
+            return
+        if diagnosis is not None:
+            self.record.diagnosis = diagnosis.to_json()  # what the lines seen said, as evidence only
+            problem += f"; the lines that were seen alone read: {verdict} — {diagnosis.summary}"
+        raise InfrastructureError(f"{self.id}: {problem}")
 
     def _check_image(self, banner: re.Match[str]) -> None:
         """The booting DUT's banner must name the image this attempt put on it."""
@@ -346,6 +394,61 @@ class Attempt:
     def save(self) -> None:
         """Write the record as it stands to `diagnosis.json` (again once its outcome is known)."""
         write_json(self.record.folder / files.DIAGNOSIS, self.record.evidence_json())
+
+
+# ----------------------------------------------------------------------------------------- the UART's gaps
+
+
+def gap_effect(gap: UartGap, *, reset_at: float, banner_at: float | None, verdict_at: float) -> GapEffect:
+    """What a gap of the UART cost the attempt reset at `reset_at` (host monotonic times throughout)."""
+    if gap.back is not None and gap.back < reset_at:
+        return "before the reset"
+    if gap.lost > verdict_at:
+        return "after the verdict"
+    if banner_at is None:
+        return "the boot banner"
+    if gap.back is not None and gap.back <= banner_at:
+        return "before the boot banner"
+    return "the judged boot"
+
+
+def capture_problem(
+    gaps: Sequence[UartGap], *, reset_at: float, banner_at: float | None, verdict_at: float
+) -> str | None:
+    """Why the UART's capture cannot carry a verdict on the boot the reset caused, or None when it can.
+
+    The rule the verdict applies to the UART witness: the judged boot runs from its banner to the
+    verdict, and every line of it must have been seen. A gap in that span means lines were missed; no
+    banner after the reset, with a gap after the reset, means the boot may have printed it (and more)
+    while the port was gone. Either is a bench problem (the UART), not the firmware's doing.
+    """
+    costly = [
+        g
+        for g in gaps
+        if gap_effect(g, reset_at=reset_at, banner_at=banner_at, verdict_at=verdict_at)
+        in ("the boot banner", "the judged boot")
+    ]
+    if not costly:
+        return None
+    where = "; ".join(_describe_gap(g, reset_at) for g in costly)
+    if banner_at is None:
+        return (
+            f"the UART was gone after the reset ({where}) and no boot banner was seen: the boot the reset "
+            "caused may have printed while the port was gone, so it cannot be judged — check how fast the "
+            "UART comes back after a reset (port_back in events.jsonl)"
+        )
+    return (
+        f"the UART was gone during the judged boot ({where}; banner at {banner_at - reset_at:+.1f} s, "
+        f"verdict at {verdict_at - reset_at:+.1f} s): lines the DUT printed then were not seen, so the "
+        "boot cannot be judged — check the UART's cable, hub or ser2net host (port_lost in events.jsonl)"
+    )
+
+
+def _describe_gap(gap: UartGap, reset_at: float) -> str:
+    what = "lent to the programmer" if gap.reason == "lent" else "lost"
+    if gap.seconds is None:
+        return f"{what} at {gap.lost - reset_at:+.1f} s and not back"
+    return f"{what} at {gap.lost - reset_at:+.1f} s for {gap.seconds:.1f} s"
 
 
 def state_name(state: dict[str, Any] | None) -> str | None:

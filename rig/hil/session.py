@@ -19,6 +19,7 @@ from typing import Any
 
 from rig.config import BenchConfig, VariantConfig, load_bench
 from rig.drivers.programmers import ProgramResult
+from rig.drivers.uart.gaps import UartGap
 from rig.drivers.uart.port import UartSubscription
 from rig.errors import InfrastructureError
 from rig.hil.bench import Bench
@@ -76,6 +77,9 @@ class LiveBench:
 
     def emit(self, kind: str, **fields: Any) -> None:
         self.bench.events.emit(kind, "harness", **fields)
+
+    def uart_gaps(self, since: float) -> list[UartGap]:
+        return self.bench.uart.gaps(since)
 
 
 def preflight_problem(bench: Bench) -> InfrastructureError | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from rig.config import BenchConfig, Loaded, VariantConfig, load_bench
 from rig.drivers.programmers import ProgramResult
+from rig.drivers.uart.gaps import UartGap
 from rig.drivers.uart.port import UartLine
 from rig.errors import InfrastructureError
 
@@ -193,6 +194,9 @@ class ScriptedBench:
 
     def wait_cloud_connected(self, timeout: float, since: float) -> bool | None:
         return None
+
+    def uart_gaps(self, since: float) -> list[UartGap]:
+        return []
 
     def emit(self, kind: str, **fields: Any) -> None:
         if self.folder is not None:
