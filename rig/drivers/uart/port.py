@@ -2,9 +2,9 @@
 
 The DUT's debug UART is the evidence of every attempt, so nothing it sends may be lost because nobody
 was reading at that moment (labgrid's pull-only reading loses exactly that). One background thread owns
-the pyserial port (`serial_for_url`: a device path or `/dev/serial/by-id/…` link, `socket://`, and
-`rfc2217://` including ser2net through `rig.drivers.uart.rfc2217`'s chunked client) and hands every chunk it reads
-to `rig.drivers.uart.stream`, which:
+the port (`rig.drivers.uart.urls` opens each kind: a device path or `/dev/serial/by-id/…` link,
+`socket://`, and `rfc2217://` including ser2net through `rig.drivers.uart.rfc2217`'s chunked client)
+and hands every chunk it reads to `rig.drivers.uart.stream`, which:
 
 1. appends the bytes to `uart.raw` of the current recording folder, before any decoding;
 2. splits them into lines stamped with host monotonic and wall time (`UartLine`), appended to
@@ -15,14 +15,16 @@ to `rig.drivers.uart.stream`, which:
 
 When the port disappears (a USB CDC console re-enumerating after a reset or a flash) the reader records
 `port_lost` and tries to reopen the same URL every RECONNECT_POLL_S, counted from the start of one try
-to the start of the next (a try that failed fast is followed at once by the next period; one that took
-long by the next try at once), for RECONNECT_FAST_S, then every RECONNECT_SLOW_S. Every try is bounded
-(`rig.drivers.uart.urls`: milliseconds against ser2net, whether the device is there or not), so the port
-is open again within a few tens of milliseconds of the device's return — before a USB CDC device,
-which enumerates about a second before its firmware prints, says its first word. `port_back` gives
-`gone_s`, `attempts` and `return_to_back_s` (device back → port open, see `UartGap`); every gap, and
-lending, is kept in `gaps()` so that a judge can tell missed lines from a silent device. A reader that dies (a disk that fills, a port lost with `reconnect=False`) is
-reported with its cause at the next call on the `Uart` or its subscriptions, never as a later timeout.
+to the start of the next (a try that failed fast waits for the next slot, one that took longer is
+followed at once), for RECONNECT_FAST_S, then every RECONNECT_SLOW_S. Every try is bounded (a few
+milliseconds against ser2net, whether the device is there or not), so the port is open again within a
+few tens of milliseconds of the device's return — before a USB CDC device, which enumerates about a
+second before its firmware prints, says its first word. `port_back` gives `gone_s`, `attempts` and
+`return_to_back_s` (the device's return → the port open, see `UartGap`); every gap, lending included,
+is kept in `gaps()` so that whoever judges a boot can tell missed lines from a silent device.
+
+A reader that dies (a disk that fills, a port lost with `reconnect=False`) is reported with its cause
+at the next call on the `Uart` or its subscriptions, never as a later timeout.
 `lend()` closes the port for a programmer that needs it and takes it back afterwards.
 """
 
@@ -152,6 +154,9 @@ class Uart(Part):
         self.error = None
         self._port = self._open_port(timeout)
         self.connected = True
+        if self._gaps.current is not None:  # closed while the port was gone: that gap ends here
+            self._gaps.end(time.monotonic(), 0, None, None)
+            self._lost_since = None
         for flag in (self._stop, self._lend_request, self._lent, self._give_back, self._back):
             flag.clear()  # a close() during a lend may have left them set
         self._expect_sub = self.subscribe(limit=EXPECT_BACKLOG)

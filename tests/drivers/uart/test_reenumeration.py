@@ -139,3 +139,20 @@ def test_ser2nets_refusals_are_recognised_from_their_first_bytes() -> None:
     assert refusal(b"boot: image sha256=ab\r\n") is None
     assert refusal(b"D") == ""
     assert refusal(b"Dx") is None
+
+
+def test_a_uart_closed_while_its_port_was_gone_ends_that_gap_when_opened_again(pty_device: PtyDevice) -> None:
+    port = Uart(pty_device.url, 115200, name="hub")
+    port.open(timeout=5)
+    pty_device.vanish()
+    wait_for(lambda: bool(port.gaps()), 5, "the loss")
+    port.close()
+    pty_device.appear()
+    port.open(timeout=5)
+    try:
+        (gap,) = port.gaps()
+        assert gap.back is not None and gap.reason == "lost"
+        pty_device.vanish()
+        wait_for(lambda: len(port.gaps()) == 2, 5, "a second loss, recorded as a gap of its own")
+    finally:
+        port.close()
