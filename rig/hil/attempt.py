@@ -286,7 +286,7 @@ class Attempt:
                 verdict = diagnosis.outcome  # reached on the very last poll before the deadline
         self.verdict_time = time.monotonic()
         self.record.seconds.reset_to_verdict = self.verdict_time - self._reset_at
-        self._check_capture(banner_at, verdict, diagnosis)
+        self._check_capture(banner_at)
         if verdict == "completed":
             self._confirm_with_cloud(deadline)
         self._fill(verdict, diagnosis)
@@ -301,7 +301,7 @@ class Attempt:
         )
         return self.record
 
-    def _check_capture(self, banner_at: float | None, verdict: Verdict, diagnosis: Diagnosis | None) -> None:
+    def _check_capture(self, banner_at: float | None) -> None:
         """Record the attempt's UART gaps; raise InfrastructureError when they leave the boot unjudgeable."""
         assert self._reset_at is not None and self.verdict_time is not None
         gaps = self.bench.uart_gaps(self._started if self._started is not None else self._reset_at)
@@ -319,9 +319,10 @@ class Attempt:
         problem = capture_problem(gaps, reset_at=reset_at, banner_at=banner_at, verdict_at=verdict_at)
         if problem is None:
             return
-        if diagnosis is not None:
-            self.record.diagnosis = diagnosis.to_json()  # what the lines seen said, as evidence only
-            problem += f"; the lines that were seen alone read: {verdict} — {diagnosis.summary}"
+        if self.parser is not None:  # what the lines that were seen say, as evidence only
+            seen = diagnose_parser(self.parser, now=verdict_at, stall_after=self.record.stall_after_s)
+            self.record.diagnosis = seen.to_json()
+            problem += f"; the lines that were seen alone read: {seen.summary}"
         raise InfrastructureError(f"{self.id}: {problem}")
 
     def _check_image(self, banner: re.Match[str]) -> None:
