@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,10 +193,15 @@ class Reenumeration:
                 f"{self.label:<8} {when} n={len(picked):>3}  return→port_back ms: "
                 f"min {gaps[0]:6.1f} median {statistics.median(gaps):6.1f} "
                 f"p90 {gaps[int(0.9 * (len(gaps) - 1))]:6.1f} max {gaps[-1]:6.1f}  "
-                f"(Uart's estimate median {statistics.median(est):6.1f}, by {picked[0].seen_by}) "
+                f"(Uart's estimate median {statistics.median(est):6.1f}, by {seen_by(picked)}) "
                 f"tries median {statistics.median(tries):g} max {tries[-1]}"
             )
         return out
+
+
+def seen_by(returns: list[Return]) -> str:
+    """How the Uart knew of the returns: `device node 7, polling 3`."""
+    return ", ".join(f"{how} {count}" for how, count in Counter(r.seen_by for r in returns).most_common())
 
 
 def measure_reenumeration(
