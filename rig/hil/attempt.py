@@ -24,6 +24,12 @@ the reset (lines of an earlier boot still on their way are drained), and judging
 banner (`dut.banner_sha256`), whose image sha256 must be the programmed one; a DUT that prints no banner
 is judged from the reset on once `timeouts.boot_s` has passed.
 
+A verdict rests on the lines of that boot, so it needs all of them: the UART driver records every
+time its port was gone (`rig.drivers.uart.gaps`), and the judge (`rig.hil.judge.capture_problem`)
+makes a gap between the judged boot's banner and the verdict — or one after the reset with no banner
+seen — a bench problem naming the gaps. A gap that ended before the banner (a USB console
+re-enumerating on the reset) costs nothing. Every gap is in the record's `uart_gaps`, with what it cost.
+
 Bench problems (programmer, UART, router, cloud) raise `InfrastructureError`; they are never turned into
 a verdict. The attempt's record (`rig.report.records.AttemptRecord`) is filled as it goes; a firmware
 verdict other than completed is raised by `record.raise_for_failure()` as `rig.errors.HandshakeFailed`
@@ -33,7 +39,6 @@ verdict other than completed is raised by `record.raise_for_failure()` as `rig.e
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from collections.abc import Iterator
@@ -44,14 +49,14 @@ from typing import Any, Literal, Protocol
 from rig import __version__
 from rig.config import BenchConfig, Loaded, PathConfig, TimeoutsConfig, VariantConfig
 from rig.drivers.programmers import ProgramResult
+from rig.drivers.uart.gaps import UartGap
 from rig.drivers.uart.port import UartLine
 from rig.errors import ConfigError, InfrastructureError
-from rig.events import Event
-from rig.hil.judge import Boot, Judgement, Rules, Witnesses, judge
+from rig.hil.judge import Boot, Judgement, Rules, Witnesses, gap_effect, judge
 from rig.mbedtls import LogParser
 from rig.report import evidence as files
 from rig.report.evidence import write_json, write_wire_json
-from rig.report.records import AttemptRecord, cell_id
+from rig.report.records import AttemptRecord, UartGapRecord, cell_id
 from rig.wire import WireView, read_capture
 
 log = logging.getLogger(__name__)
@@ -116,8 +121,8 @@ class CellBench(Protocol):
         """Record an event of the attempt (in its `events.jsonl`)."""
         ...
 
-    def events(self) -> list[Event]:
-        """The bench's events since the attempt began recording (its drivers' `port_lost`, …)."""
+    def uart_gaps(self, since: float) -> list[UartGap]:
+        """Every time the UART's port was gone that lasted into or past `since` (host monotonic time)."""
         ...
 
 
@@ -161,6 +166,7 @@ class Attempt:
         self.verdict_time: float | None = None  # host monotonic time the verdict was reached
         self._stack = ExitStack()
         self._lines: LineSource | None = None
+        self._started: float | None = None  # host monotonic time prepare() began
         self._reset_at: float | None = None
         self._reset_wall: float | None = None
         self._closed = False
@@ -172,6 +178,7 @@ class Attempt:
     def prepare(self) -> None:
         """Image on the DUT, path selected, recording and capture running, DUT reset."""
         folder = self.record.folder
+        self._started = time.monotonic()
         self.bench.attach(folder)
         self.bench.emit("attempt_started", cell=self.id, attempt=self.record.attempt)
         # Subscribed from the start: the UART's quiet before the reset is then measured across the
@@ -249,7 +256,9 @@ class Attempt:
         for now, line in _lines_until(self._lines, deadline):
             if line is not None:
                 self._see(witnesses, line, patterns)
-            witnesses.uart_gaps = uart_gaps(self.bench.events())
+            witnesses.uart_gaps = self.bench.uart_gaps(
+                self._started if self._started is not None else self._reset_at
+            )
             if capture is not None and now - wire_read >= WIRE_POLL_S:
                 witnesses.wire = _read_wire(capture) or witnesses.wire
                 wire_read = now
@@ -266,6 +275,19 @@ class Attempt:
         record.mqtt_connected = witnesses.mqtt_connected_at is not None
         record.cloud_connected = {"connected": True, "waiting": False, "unwatched": None}[witnesses.cloud]
         judgement.fill(record)
+        banner_at = witnesses.booted.mono if witnesses.booted is not None else None
+        record.uart_gaps = [
+            UartGapRecord(
+                lost_s=round(g.lost - self._reset_at, 3),
+                seconds=round(g.seconds, 3) if g.seconds is not None else None,
+                reason=g.reason,
+                return_to_back_s=g.return_to_back_s,
+                effect=gap_effect(
+                    g, reset_at=self._reset_at, banner_at=banner_at, verdict_at=self.verdict_time
+                ),
+            )
+            for g in witnesses.uart_gaps
+        ]
         self.bench.emit(
             "verdict",
             cell=self.id,
@@ -379,24 +401,6 @@ def _read_wire(capture: Path) -> WireView | None:
         return read_capture(capture, partial=True)
     except ConfigError:
         return None
-
-
-def uart_gaps(events: list[Event]) -> list[tuple[float, float | None]]:
-    """The UART driver's `port_lost` → `port_back` gaps in `events` (host monotonic; None: still gone).
-
-    A `port_back` with no `port_lost` before it: the port was already gone when these events began.
-    """
-    gaps: list[tuple[float, float | None]] = []
-    lost: float | None = None
-    for event in events:
-        if event.kind == "port_lost" and lost is None:
-            lost = event.mono
-        elif event.kind == "port_back":
-            gaps.append((-math.inf if lost is None else lost, event.mono))
-            lost = None
-    if lost is not None:
-        gaps.append((lost, None))
-    return gaps
 
 
 def _lines_until(lines: LineSource, deadline: float) -> Iterator[tuple[float, UartLine | None]]:

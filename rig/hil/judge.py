@@ -33,15 +33,16 @@ a firmware failure:
 
 from __future__ import annotations
 
-import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from rig.config import Expectation
+from rig.drivers.uart.gaps import UartGap
 from rig.errors import InfrastructureError
 from rig.mbedtls import Diagnosis, LogParser, diagnose_parser
-from rig.report.records import AttemptRecord, Outcome, Verdict
+from rig.report.records import AttemptRecord, GapEffect, Outcome, Verdict
 from rig.wire import Connection, TlsRecord, WireView
 
 # AWS IoT Core's TLS 1.2 security policies offer these suites that the hub's Mbed TLS build enables.
@@ -84,7 +85,9 @@ class Witnesses:
     reset_cause: str | None = None  # the last reset cause printed, waiting for its boot's banner
     mqtt_connected_at: float | None = None  # the DUT's MQTT-session line (host monotonic)
     suite_on_uart: str | None = None
-    uart_gaps: list[tuple[float, float | None]] = field(default_factory=list)  # port lost → back (monotonic)
+    uart_gaps: list[UartGap] = field(
+        default_factory=list
+    )  # every time the UART's port was gone, from the driver
     lines_seen: int = 0  # UART lines of the judged boot (or since the reset, before a banner)
     last_line_at: float | None = None  # host monotonic time of the judged boot's last UART line
     cloud: Literal["unwatched", "waiting", "connected"] = "unwatched"
@@ -130,8 +133,9 @@ def judge(w: Witnesses, rules: Rules, now: float, *, final: bool) -> Judgement |
     boot = w.booted
     if len(w.boots) > 1:
         return _rebooted(w, w.boots[1], now)
-    if (gap := _gap_during(w, boot)) is not None:
-        return _uart_gap(w, gap, now)
+    waited = boot is not None or final or now - w.reset_at >= rules.boot_s  # a banner may still come
+    if waited and (gap := _uart_gap(w, now)) is not None:
+        return gap
     facts = wire_facts(w)
     if (missed := _uart_behind_wire(w, facts, now, rules)) is not None:
         return missed
@@ -228,35 +232,76 @@ def _rebooted(w: Witnesses, second: Boot, now: float) -> Judgement:
     )
 
 
-def _gap_during(w: Witnesses, boot: Boot | None) -> tuple[float, float | None] | None:
-    """The first UART gap that falls in the boot being judged (or, with no banner yet, after the reset)."""
-    start = boot.mono if boot is not None else w.reset_at
-    for lost, back in w.uart_gaps:
-        if back is None or back > start:
-            return lost, back
-    return None
-
-
-def _uart_gap(w: Witnesses, gap: tuple[float, float | None], now: float) -> Judgement:
-    lost, back = gap
-    length = (back if back is not None else now) - lost
-    still = "and is still gone" if back is None else f"for {length:.1f} s"
+def _uart_gap(w: Witnesses, now: float) -> Judgement | None:
+    """A bench problem when the UART's gaps leave the judged boot (or its banner) unseen."""
+    banner_at = w.booted.mono if w.booted is not None else None
+    problem = capture_problem(w.uart_gaps, reset_at=w.reset_at, banner_at=banner_at, verdict_at=now)
+    if problem is None:
+        return None
     cloud = {
-        "connected": "the cloud saw the DUT connect meanwhile",
-        "waiting": "the cloud has not seen the DUT connect",
-        "unwatched": "the cloud's events are not watched on this bench",
+        "connected": "; the cloud saw the DUT connect meanwhile",
+        "waiting": "; the cloud has not seen the DUT connect",
+        "unwatched": "",
     }[w.cloud]
-    when = f"{lost - w.reset_at:.1f} s after the reset" if lost > w.reset_at else "before the reset"
-    if back is not None and lost == -math.inf:
-        still = f"until {back - w.reset_at:.1f} s after it"
-    message = (
-        f"the UART port was lost {when} {still}: the DUT's lines in that "
-        f"gap were never seen, so its handshake cannot be judged from the rest; {cloud} — check the UART "
-        "(cable, USB hub, ser2net)"
-    )
+    facts = wire_facts(w)
+    if facts is not None and facts.client_last is not None:
+        cloud += f"; the wire shows the DUT sending until {facts.at(facts.client_last, w.reset_at)} after the reset"
+    message = problem + cloud
     return Judgement(
         "error", None, f"bench problem: {message}", bench_problem=InfrastructureError(message, part="uart")
     )
+
+
+def gap_effect(gap: UartGap, *, reset_at: float, banner_at: float | None, verdict_at: float) -> GapEffect:
+    """What a gap of the UART cost the attempt reset at `reset_at` (host monotonic times throughout)."""
+    if gap.back is not None and gap.back < reset_at:
+        return "before the reset"
+    if gap.lost > verdict_at:
+        return "after the verdict"
+    if banner_at is None:
+        return "the boot banner"
+    if gap.back is not None and gap.back <= banner_at:
+        return "before the boot banner"
+    return "the judged boot"
+
+
+def capture_problem(
+    gaps: Sequence[UartGap], *, reset_at: float, banner_at: float | None, verdict_at: float
+) -> str | None:
+    """Why the UART's capture cannot carry a verdict on the boot the reset caused, or None when it can.
+
+    The rule the verdict applies to the UART witness: the judged boot runs from its banner to the
+    verdict, and every line of it must have been seen. A gap in that span means lines were missed; no
+    banner after the reset, with a gap after the reset, means the boot may have printed it (and more)
+    while the port was gone. Either is a bench problem (the UART), not the firmware's doing.
+    """
+    costly = [
+        g
+        for g in gaps
+        if gap_effect(g, reset_at=reset_at, banner_at=banner_at, verdict_at=verdict_at)
+        in ("the boot banner", "the judged boot")
+    ]
+    if not costly:
+        return None
+    where = "; ".join(_describe_gap(g, reset_at) for g in costly)
+    if banner_at is None:
+        return (
+            f"the UART was gone after the reset ({where}) and no boot banner was seen: the boot the reset "
+            "caused may have printed while the port was gone, so it cannot be judged — check how fast the "
+            "UART comes back after a reset (port_back in events.jsonl)"
+        )
+    return (
+        f"the UART was gone during the judged boot ({where}; banner at {banner_at - reset_at:+.1f} s, "
+        f"verdict at {verdict_at - reset_at:+.1f} s): lines the DUT printed then were not seen, so the "
+        "boot cannot be judged — check the UART's cable, hub or ser2net host (port_lost in events.jsonl)"
+    )
+
+
+def _describe_gap(gap: UartGap, reset_at: float) -> str:
+    what = "lent to the programmer" if gap.reason == "lent" else "lost"
+    if gap.seconds is None:
+        return f"{what} at {gap.lost - reset_at:+.1f} s and not back"
+    return f"{what} at {gap.lost - reset_at:+.1f} s for {gap.seconds:.1f} s"
 
 
 def _from_log(verdict: Literal["failed", "stalled"], diagnosis: Diagnosis, suite: str | None) -> Judgement:

@@ -19,9 +19,9 @@ from typing import Any
 
 from rig.config import BenchConfig, VariantConfig, load_bench
 from rig.drivers.programmers import ProgramResult
+from rig.drivers.uart.gaps import UartGap
 from rig.drivers.uart.port import UartSubscription
 from rig.errors import InfrastructureError
-from rig.events import Event
 from rig.hil.bench import Bench
 from rig.hil.provider import ensure_provider_up, provider_down
 from rig.report import evidence as files
@@ -102,8 +102,8 @@ class LiveBench:
     def emit(self, kind: str, **fields: Any) -> None:
         self.bench.events.emit(kind, "harness", **fields)
 
-    def events(self) -> list[Event]:
-        return list(self.bench.events.history)
+    def uart_gaps(self, since: float) -> list[UartGap]:
+        return self.bench.uart.gaps(since)
 
 
 def preflight_problem(bench: Bench) -> InfrastructureError | None:

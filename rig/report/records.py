@@ -6,8 +6,9 @@ fsync'ed before the next attempt starts). The live attempt fills the same `Attem
 written and read back; `diagnosis.json` is a view of it (`evidence_json`). Fields are the ones users
 grep for: `variant, path, attempt, outcome, verdict, category, last_state, error, seconds{program, path,
 reset_to_verdict, settle}, programmed, evidence`, plus `repeat`, `ciphersuite`, `summary`, `started`,
-`image_sha256`, `rig_version`, `bench`, `simulated`, `mqtt_connected`, `cloud_connected` and `stall_after_s`. Lines written by
-older versions of the rig (without the later fields, `verdict: null` for a bench problem) read as before.
+`image_sha256`, `rig_version`, `bench`, `simulated`, `mqtt_connected`, `cloud_connected`, `stall_after_s`
+and `uart_gaps` (every time the UART's port was gone during the attempt, and what it cost). Lines written
+by older versions of the rig (without the later fields, `verdict: null` for a bench problem) read as before.
 """
 
 from __future__ import annotations
@@ -42,6 +43,30 @@ class Seconds:
     settle: float = 0.0
 
 
+GapEffect = Literal[
+    "before the reset", "before the boot banner", "the boot banner", "the judged boot", "after the verdict"
+]
+
+
+class UartGapRecord(BaseModel):
+    """One time the UART's port was gone during an attempt, in seconds relative to the DUT's reset.
+
+    `effect` says what the capture lost by it: nothing judged (`before the reset`, `before the boot
+    banner`: the port was back before the boot it judges printed its banner, as with a USB console
+    re-enumerating on the reset; `after the verdict`), or what makes the attempt a bench problem:
+    `the boot banner` (no banner was seen after the reset: the boot may have printed while the port was
+    gone) or `the judged boot` (lines between the banner and the verdict were not seen).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    lost_s: float  # when the port went, seconds after the reset (negative: before it)
+    seconds: float | None  # how long it was gone; None: not back yet when the attempt was judged
+    reason: str  # `lost` (the device or the server went away) or `lent` (closed for a programmer)
+    return_to_back_s: float | None = None  # the device's return → the port open again (see port_back)
+    effect: GapEffect
+
+
 class AttemptRecord(BaseModel):
     """What one attempt of one cell (variant × path) did: filled live, written to `cells.jsonl`."""
 
@@ -71,6 +96,7 @@ class AttemptRecord(BaseModel):
     mqtt_connected: bool = False
     cloud_connected: bool | None = None
     stall_after_s: float | None = None
+    uart_gaps: list[UartGapRecord] = Field(default_factory=list)
     # The full `rig diagnose --json` object: in `diagnosis.json`, not in every line of `cells.jsonl`.
     diagnosis: dict[str, Any] = Field(default_factory=dict, exclude=True)
 

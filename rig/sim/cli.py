@@ -48,8 +48,8 @@ def sim() -> None:
     show_default=True,
     help="the bench file (link profiles, DUT, programmer, cloud)",
 )
-@click.option("--uart", type=click.Choice(["pty", "rfc2217"]), default="pty", show_default=True,
-              help="serve the UART as a pty symlink, or through ser2net as rfc2217://")  # fmt: skip
+@click.option("--uart", type=click.Choice(["pty", "rfc2217", "socket"]), default="pty", show_default=True,
+              help="serve the UART as a pty symlink, or through ser2net as rfc2217:// or socket://")  # fmt: skip
 @click.option("--reenumerate", is_flag=True, help="a reset removes the UART port and brings it back")
 @click.option("--program-seconds", type=float, default=3.0, show_default=True,
               help="how long the programmer takes to program an image")  # fmt: skip

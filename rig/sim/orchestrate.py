@@ -4,7 +4,8 @@
 builds the hub binary and every variant image whose HEX is missing or stale, then starts the parts in
 dependency order and waits until each answers: mosquitto (`rig.sim.broker`), the AWS IoT Core stand-in
 (`rig.sim.cloud`), the bench router (`rig.sim.router`), its sshd (`rig.sim.sshd`), the board with the
-hub (`rig.sim.board`) and, with `uart="rfc2217"`, ser2net serving the UART. Last it writes
+hub (`rig.sim.board`) and, with `uart="rfc2217"` or `"socket"`, ser2net serving the UART (telnet RFC 2217,
+or its raw `tcp` accepter). Last it writes
 `DIR/bench.env`, the values the bench file references as `${RIG_SIM_*}`. Everything the harness uses is an
 endpoint: the UART path or URL, the `ipecmd` executable, the router's port, key and pinned host key,
 the broker and its certificates.
@@ -48,7 +49,7 @@ def _quiet(_: str) -> None:
 class UpOptions:
     """Choices for `rig sim up` that are not in the bench file."""
 
-    uart: str = "pty"  # or "rfc2217": ser2net serves the UART
+    uart: str = "pty"  # or "rfc2217" / "socket": ser2net serves the UART as rfc2217:// or socket://
     reenumerate: bool = False
     program_s: float = programmer.DEFAULT_PROGRAM_S
     tool_serial: str = "BURSIM000001"
@@ -182,11 +183,18 @@ class Sim:
         self.processes.start("board", board_argv, log=self.logs / "board.log")
         self._wait_board()
         uart_url = str(link)
-        if options.uart == "rfc2217":
+        if options.uart in ("rfc2217", "socket"):
             from rig.sim.ser2net import start_ser2net
 
-            progress(f"serving the UART as rfc2217://127.0.0.1:{ports['ser2net']}")
-            uart_url = start_ser2net(self, self.dir / "ser2net", link, ports["ser2net"], bench.dut.uart.baud)
+            progress(f"serving the UART as {options.uart}://127.0.0.1:{ports['ser2net']} (ser2net)")
+            uart_url = start_ser2net(
+                self,
+                self.dir / "ser2net",
+                link,
+                ports["ser2net"],
+                bench.dut.uart.baud,
+                raw=options.uart == "socket",
+            )
 
         env = {
             "RIG_SIM_DIR": str(self.dir),
@@ -331,7 +339,7 @@ class Sim:
 
     def _expected_parts(self, state: dict[str, Any]) -> list[str]:
         parts = ["broker", "cloud", "router", "sshd", "board"]
-        return [*parts, "ser2net"] if state.get("uart") == "rfc2217" else parts
+        return [*parts, "ser2net"] if state.get("uart") in ("rfc2217", "socket") else parts
 
     def status(self) -> dict[str, Any]:
         """Each part (running or not, pid), the active uplink, the image in the hub, active faults."""

@@ -1,4 +1,4 @@
-"""UART capture benchmark (`make bench-uart`): sustained rate, reader CPU time and bytes lost.
+"""UART capture benchmark (`make bench-uart`): sustained rate, reader CPU time, bytes lost, re-enumeration.
 
 A pty stands in for the device (and ser2net serves it as rfc2217:// for the remote case). Two loads:
 the DUT's rate at 921600 baud (8N1: 92,160 bytes/s, paced) and a flood (the writer as fast as the
@@ -8,16 +8,28 @@ bare pyserial read loop that throws the bytes away: the ratio shows what recordi
 timestamps and fan-out cost on top of reading the port. Through ser2net, the Uart's chunked RFC 2217
 client (rig.drivers.uart.rfc2217) is compared with pyserial's own.
 
+Re-enumeration: for each URL kind (the pty's path, rfc2217:// and socket:// through ser2net) the device
+disappears for `--gap` seconds and comes back `--cycles` times, as a USB CDC console does on a reset.
+Half the returns are followed at once by the device printing (the worst case for losing bytes: it
+speaks before the Uart can have reopened), half by a second of silence first (a CDC device enumerates
+before its firmware prints; for socket:// a silent return is the slow case, see CONFIRM_S). Measured per
+return: the gap from the device's return (the moment the benchmark recreated it) to the Uart's
+`port_back` event, the Uart's own estimate of it (`return_to_back_s`), the reopen tries, and the bytes
+the device sent after its return that did not reach uart.raw.
+
     .venv/bin/python tests/benchmarks/uart.py [--seconds 3] [--flood-mb 16] [--pyserial-rfc2217-mb 2]
+                                              [--cycles 20] [--gap 0.5] [--only-reenumeration]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +39,7 @@ import serial
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from rig.drivers.uart.port import Uart
+from rig.events import Event, EventLog
 from tests.peers.drivers import PtyDevice, Ser2net, settle
 
 BAUD_921600_BYTES_S = 921600 // 10  # 8N1: ten bit times per byte
@@ -148,6 +161,129 @@ def measure_bare(label: str, device: PtyDevice, url: str, data: bytes, rate: flo
     return Figures(label, len(data), seconds, cpu, proc, len(data) - got, 0)
 
 
+@dataclass
+class Return:
+    """One return of the device: gap to port_back (true and as the Uart estimated it), tries, silence first."""
+
+    gap_s: float
+    estimated_s: float
+    seen_by: str
+    attempts: int
+    silent_first: bool
+
+
+@dataclass
+class Reenumeration:
+    label: str
+    returns: list[Return]
+    sent_after_return: int
+    lost: int
+
+    def rows(self) -> list[str]:
+        out = []
+        for silent in (False, True):
+            picked = [r for r in self.returns if r.silent_first == silent]
+            if not picked:
+                continue
+            gaps = sorted(r.gap_s * 1e3 for r in picked)
+            est = sorted(r.estimated_s * 1e3 for r in picked)
+            tries = sorted(r.attempts for r in picked)
+            when = "silent 1 s, then prints" if silent else "prints at once       "
+            out.append(
+                f"{self.label:<8} {when} n={len(picked):>3}  return→port_back ms: "
+                f"min {gaps[0]:6.1f} median {statistics.median(gaps):6.1f} "
+                f"p90 {gaps[int(0.9 * (len(gaps) - 1))]:6.1f} max {gaps[-1]:6.1f}  "
+                f"(Uart's estimate median {statistics.median(est):6.1f}, by {seen_by(picked)}) "
+                f"tries median {statistics.median(tries):g} max {tries[-1]}"
+            )
+        return out
+
+
+def seen_by(returns: list[Return]) -> str:
+    """How the Uart knew of the returns: `device node 7, polling 3`."""
+    return ", ".join(f"{how} {count}" for how, count in Counter(r.seen_by for r in returns).most_common())
+
+
+def measure_reenumeration(
+    label: str, device: PtyDevice, url: str, cycles: int, gap: float, work: Path
+) -> Reenumeration:
+    """`cycles` returns of the device through `url`; what the Uart saw of each (see the docstring)."""
+    events = EventLog()
+    backs: list[Event] = []
+    back = threading.Event()
+
+    def on_event(event: Event) -> None:
+        if event.kind == "port_back":
+            backs.append(event)
+            back.set()
+
+    events.subscribe(on_event)
+    uart = Uart(url, 115200, events=events, name="bench")
+    uart.open(timeout=10)
+    returns: list[Return] = []
+    expected = bytearray()
+    boots: list[bytes] = []
+    try:
+        settle(device, uart)
+        uart.record(work)
+        for cycle in range(cycles):
+            before = f"cycle {cycle} before the reset\n".encode()
+            device.write(before)
+            expected += before
+            wait_bytes(uart, work, len(expected))
+            back.clear()
+            device.vanish()
+            time.sleep(gap)
+            device.appear()
+            returned = time.monotonic()
+            silent = cycle % 2 == 1
+            if silent:
+                back.wait(5)
+                time.sleep(max(0.0, returned + 1.0 - time.monotonic()))
+            boot = payload(2000).replace(b"ssl_msg.c", f"boot{cycle:03d}".encode())
+            device.write(boot)
+            expected += boot
+            boots.append(boot)
+            if not back.wait(10):
+                raise RuntimeError(f"{label}: no port_back within 10 s of return {cycle}")
+            event = backs[-1]
+            returns.append(
+                Return(
+                    event.mono - returned,
+                    float(event.fields["return_to_back_s"]),
+                    str(event.fields["return_seen_by"]),
+                    int(event.fields["attempts"]),
+                    silent,
+                )
+            )
+            wait_bytes(uart, work, len(expected))
+        uart.record(None)
+    finally:
+        uart.close()
+    raw = (work / "uart.raw").read_bytes()
+    return Reenumeration(label, returns, sum(map(len, boots)), sum(missing(boot, raw) for boot in boots))
+
+
+def missing(chunk: bytes, raw: bytes) -> int:
+    """Bytes of `chunk` (sent after a return) not in `raw`: its length less its longest suffix found there."""
+    low, high = 0, len(chunk)  # a suffix of `low` bytes is in raw; find the longest
+    while low < high:
+        mid = (low + high + 1) // 2
+        if chunk[len(chunk) - mid :] in raw:
+            low = mid
+        else:
+            high = mid - 1
+    return len(chunk) - low
+
+
+def wait_bytes(uart: Uart, work: Path, size: int, timeout: float = 10.0) -> None:
+    """Wait until uart.raw in `work` holds `size` bytes (what was sent so far)."""
+    deadline = time.monotonic() + timeout
+    raw = work / "uart.raw"
+    while (raw.stat().st_size if raw.exists() else 0) < size and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of the 921600-baud load")
@@ -155,7 +291,12 @@ def main() -> None:
     parser.add_argument(
         "--pyserial-rfc2217-mb", type=float, default=2.0, help="flood size for pyserial's own rfc2217 client"
     )
+    parser.add_argument("--cycles", type=int, default=20, help="re-enumerations per URL kind")
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds the device is gone each time")
+    parser.add_argument("--only-reenumeration", action="store_true", help="skip the rate measurements")
     args = parser.parse_args()
+    if args.only_reenumeration:
+        sys.exit(reenumeration(args.cycles, args.gap))
     paced = payload(int(BAUD_921600_BYTES_S * args.seconds))
     flood = payload(int(args.flood_mb * 1e6))
     small = payload(int(args.pyserial_rfc2217_mb * 1e6))
@@ -210,8 +351,39 @@ def main() -> None:
     )
     lost = sum(f.lost for f in rows.values() if "Uart" in f.label)
     print(f"  bytes lost by the Uart over all loads: {lost}")
-    if lost:
-        sys.exit(1)
+    sys.exit(1 if reenumeration(args.cycles, args.gap) or lost else 0)
+
+
+def reenumeration(cycles: int, gap: float) -> int:
+    """Run and print the re-enumeration figures for each URL kind; 1 when any byte was lost."""
+    results: list[Reenumeration] = []
+    with tempfile.TemporaryDirectory(prefix="rig-bench-reenum-") as tmp:
+        work = Path(tmp)
+        device = PtyDevice(work / "dev" / "serial" / "by-id" / "usb-rig-bench-if00")
+        try:
+            results.append(measure_reenumeration("pty", device, device.url, cycles, gap, work / "pty"))
+            for raw in (False, True):
+                server = Ser2net(device.url, work / f"ser2net-{raw}", raw=raw)
+                server.start()
+                try:
+                    label = server.url.split(":")[0]
+                    results.append(
+                        measure_reenumeration(label, device, server.url, cycles, gap, work / label)
+                    )
+                finally:
+                    server.stop()
+        finally:
+            device.close()
+    print(f"UART re-enumeration: the device gone {gap:g} s and back, {cycles} times per URL kind")
+    for result in results:
+        for row in result.rows():
+            print("  " + row)
+    for result in results:
+        print(
+            f"  {result.label:<8} bytes sent after the returns {result.sent_after_return:>7}, "
+            f"lost {result.lost}"
+        )
+    return 1 if any(r.lost for r in results) else 0
 
 
 if __name__ == "__main__":

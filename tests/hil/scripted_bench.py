@@ -20,9 +20,9 @@ from typing import Any
 
 from rig.config import BenchConfig, Loaded, VariantConfig, load_bench
 from rig.drivers.programmers import ProgramResult
+from rig.drivers.uart.gaps import UartGap
 from rig.drivers.uart.port import UartLine
 from rig.errors import InfrastructureError
-from rig.events import Event
 
 _PREFIX = "0x7ffd5a3c1e20: "
 
@@ -195,7 +195,7 @@ class ScriptedBench:
     def wait_cloud_connected(self, timeout: float, since: float) -> bool | None:
         return None
 
-    def events(self) -> list[Event]:
+    def uart_gaps(self, since: float) -> list[UartGap]:
         return []
 
     def emit(self, kind: str, **fields: Any) -> None:

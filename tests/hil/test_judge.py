@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rig.events import Event
-from rig.hil.attempt import SUITE_NAME, uart_gaps
+from rig.drivers.uart.gaps import UartGap
+from rig.hil.attempt import SUITE_NAME
 from rig.hil.judge import CLOUD_CONFIRM_S, Boot, Judgement, Rules, Witnesses, judge
 from rig.mbedtls import LogParser
 
@@ -95,19 +95,24 @@ def test_a_uart_gap_during_the_judged_boot_is_a_bench_problem_not_a_stall() -> N
     cut = next(i for i, (mono, _) in enumerate(COMPLETED) if mono > COMPLETED[0][0] + 1.2)
     w = witness(COMPLETED[:cut], RESET)  # the port went away 1.2 s in: the rest was never seen
     lost = COMPLETED[cut][0]
-    w.uart_gaps = [(lost, None)]
+    w.uart_gaps = [UartGap(lost=lost, lost_wall=0.0, reason="lost")]
     w.cloud = "connected"  # the hub went on and connected, as the cloud saw
     judgement = final(w, lost + 40)
     assert judgement.verdict == "error" and judgement.category is None
     assert judgement.bench_problem is not None and judgement.bench_problem.part == "uart"
+    assert "the UART was gone during the judged boot (lost at +" in judgement.summary
     assert (
-        "still gone" in judgement.summary and "the cloud saw the DUT connect meanwhile" in judgement.summary
+        "and not back" in judgement.summary and "the cloud saw the DUT connect meanwhile" in judgement.summary
     )
 
 
 def test_a_uart_gap_before_the_judged_boot_does_not_count() -> None:
     w = witness(COMPLETED, RESET)
-    w.uart_gaps = [(RESET - 3.0, RESET - 2.5)]  # the previous boot's console re-enumerating
+    # The previous boot's console, and this reset's re-enumeration back before the banner: both cost nothing.
+    w.uart_gaps = [
+        UartGap(lost=RESET - 3.0, lost_wall=0.0, reason="lost", back=RESET - 2.5),
+        UartGap(lost=RESET + 0.001, lost_wall=0.0, reason="lost", back=COMPLETED[1][0] - 0.01),
+    ]
     assert final(w, COMPLETED[-1][0]).verdict == "completed"
 
 
@@ -158,10 +163,10 @@ def test_no_line_at_all_is_a_timeout_saying_so() -> None:
     assert judgement.summary == "no UART line within 120 s of the reset"
 
 
-def test_a_port_already_gone_when_the_attempt_began_is_a_bench_problem_too() -> None:
-    back = Event("port_back", "uart", RESET + 20.0, 0.0)
-    w = witness(COMPLETED, RESET)
-    w.uart_gaps = uart_gaps([back])
-    judgement = final(w, RESET + 40.0)
-    assert judgement.verdict == "error"
-    assert "lost before the reset until 20.0 s after it" in judgement.summary
+def test_a_port_gone_over_the_banner_is_a_bench_problem_once_the_banner_is_due() -> None:
+    w = Witnesses(reset_at=RESET)  # nothing seen: the port went before the reset and came back late
+    w.uart_gaps = [UartGap(lost=RESET - 1.0, lost_wall=0.0, reason="lost", back=RESET + 20.0)]
+    assert judge(w, RULES, RESET + RULES.boot_s - 1.0, final=False) is None  # the banner may still come
+    judgement = judge(w, RULES, RESET + RULES.boot_s + 0.1, final=False)
+    assert judgement is not None and judgement.verdict == "error"
+    assert "no boot banner was seen" in judgement.summary

@@ -57,6 +57,30 @@ def wait_listening(port: int, timeout: float, process: subprocess.Popen[bytes] |
             time.sleep(0.01)
 
 
+def wait_bound(port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    """Wait until something listens on 127.0.0.1:`port`, without connecting to it.
+
+    A probe connection would be a session of its own: to a ser2net with `kickolduser` it takes the
+    device from a client already connected (which is then kicked off, losing what was in flight).
+    A bind that fails with EADDRINUSE despite SO_REUSEADDR means a listener (TIME_WAIT does not count).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server on port {port} exited with {process.returncode} before listening")
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return
+                raise
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+        time.sleep(0.01)
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 2.0) -> None:
     """terminate → wait → kill (ser2net sometimes ignores SIGTERM with a session open)."""
     if process.poll() is None:
@@ -182,7 +206,7 @@ class Ser2net:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_listening(self.port, 5.0, self.process)
+        wait_bound(self.port, 5.0, self.process)
 
     def stop(self) -> None:
         if self.process is not None:

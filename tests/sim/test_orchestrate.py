@@ -248,13 +248,17 @@ def test_a_second_sim_runs_side_by_side_and_down_leaves_no_process_even_after_th
         other.rig("down")
 
 
-def test_the_uart_can_be_served_as_rfc2217_through_ser2net(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("kind", "suffix"), [("rfc2217", "?ign_set_control"), ("socket", "")])
+def test_the_uart_can_be_served_through_ser2net_as_rfc2217_or_raw_tcp(
+    tmp_path: Path, kind: str, suffix: str
+) -> None:
     sim = make_folder(tmp_path)
     try:
-        assert sim.up("--uart", "rfc2217").returncode == 0
+        assert sim.up("--uart", kind).returncode == 0
         env = read_env_file(sim.dir / "bench.env")
         url = env["RIG_SIM_UART_URL"]
-        assert url.startswith("rfc2217://127.0.0.1:") and url.endswith("?ign_set_control")
+        assert url.startswith(f"{kind}://127.0.0.1:") and url.endswith(suffix)
+        assert url.split(":")[2].removesuffix(suffix).isdigit()
         hex_path = sim.dir / "images" / "tcp-rx-512.hex"
         with serial.serial_for_url(url, baudrate=115200, timeout=0.5) as uart:
             done = subprocess.run(

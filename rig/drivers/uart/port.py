@@ -2,9 +2,9 @@
 
 The DUT's debug UART is the evidence of every attempt, so nothing it sends may be lost because nobody
 was reading at that moment (labgrid's pull-only reading loses exactly that). One background thread owns
-the pyserial port (`serial_for_url`: a device path or `/dev/serial/by-id/…` link, `socket://`, and
-`rfc2217://` including ser2net through `rig.drivers.uart.rfc2217`'s chunked client) and hands every chunk it reads
-to `rig.drivers.uart.stream`, which:
+the port (`rig.drivers.uart.urls` opens each kind: a device path or `/dev/serial/by-id/…` link,
+`socket://`, and `rfc2217://` including ser2net through `rig.drivers.uart.rfc2217`'s chunked client)
+and hands every chunk it reads to `rig.drivers.uart.stream`, which:
 
 1. appends the bytes to `uart.raw` of the current recording folder, before any decoding;
 2. splits them into lines stamped with host monotonic and wall time (`UartLine`), appended to
@@ -14,9 +14,17 @@ to `rig.drivers.uart.stream`, which:
    slows the reader.
 
 When the port disappears (a USB CDC console re-enumerating after a reset or a flash) the reader records
-`port_lost`, reopens the same URL with back-off, records `port_back`, and keeps everything the device sends
-once the port is back. A reader that dies (a disk that fills, a port lost with `reconnect=False`) is
-reported with its cause at the next call on the `Uart` or its subscriptions, never as a later timeout.
+`port_lost` and tries to reopen the same URL every RECONNECT_POLL_S, counted from the start of one try
+to the start of the next (a try that failed fast waits for the next slot, one that took longer is
+followed at once), for RECONNECT_FAST_S, then every RECONNECT_SLOW_S. Every try is bounded (a few
+milliseconds against ser2net, whether the device is there or not), so the port is open again within a
+few tens of milliseconds of the device's return — before a USB CDC device, which enumerates about a
+second before its firmware prints, says its first word. `port_back` gives `gone_s`, `attempts` and
+`return_to_back_s` (the device's return → the port open, see `UartGap`); every gap, lending included,
+is kept in `gaps()` so that whoever judges a boot can tell missed lines from a silent device.
+
+A reader that dies (a disk that fills, a port lost with `reconnect=False`) is reported with its cause
+at the next call on the `Uart` or its subscriptions, never as a later timeout.
 `lend()` closes the port for a programmer that needs it and takes it back afterwards.
 """
 
@@ -34,18 +42,25 @@ from pathlib import Path
 import serial
 
 from rig.drivers.part import Part
-from rig.drivers.uart.rfc2217 import ChunkedRfc2217Serial, open_rfc2217
+from rig.drivers.uart.gaps import GapLog, UartGap
+from rig.drivers.uart.rfc2217 import ChunkedRfc2217Serial
 from rig.drivers.uart.stream import TAIL_LINES, LineStream, UartLine, UartSubscription
+from rig.drivers.uart.urls import appeared, open_url
 from rig.errors import FirmwareFailure, InfrastructureError
 from rig.events import EventLog
 
-__all__ = ["Uart", "UartError", "UartLine", "UartSubscription", "UartTimeout", "UartUnexpected"]
+__all__ = ["Uart", "UartError", "UartGap", "UartLine", "UartSubscription", "UartTimeout", "UartUnexpected"]
 
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.05  # how long one read waits: bounds the reaction to close/lend requests
 READ_SIZE = 1 << 16  # the most one read takes
-BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # reopen attempts after a port loss, the last one repeated
+# While the port is gone: one reopen try per RECONNECT_POLL_S (start to start) for RECONNECT_FAST_S after
+# the loss — a reset's re-enumeration, a flash — then one per RECONNECT_SLOW_S (an unplugged adapter,
+# a ser2net host that is down: a 50 Hz connect loop for hours would only fill ser2net's log).
+RECONNECT_POLL_S = 0.02
+RECONNECT_FAST_S = 60.0
+RECONNECT_SLOW_S = 0.5
 # expect() looks at lines since the last expect()/record(); on a port nobody expect()s on for hours this
 # backlog would grow without end, so it keeps the newest lines only (about 10 MB of debug lines).
 EXPECT_BACKLOG = 100_000
@@ -105,6 +120,7 @@ class Uart(Part):
         self._give_back = threading.Event()
         self._back = threading.Event()
         self._lost_since: float | None = None
+        self._gaps = GapLog()
         self._open_timeout = open_timeout
         self._fd: int | None = None  # the port's descriptor when it has one (device, socket://)
         self._expect_sub: UartSubscription | None = None
@@ -126,8 +142,13 @@ class Uart(Part):
         """Bytes read from the port since this Uart was made."""
         return self._stream.bytes_read
 
+    def gaps(self, since: float = 0.0) -> list[UartGap]:
+        """Every time the port was gone (lost or lent) that lasted into or past `since` (monotonic),
+        oldest first; the last one has `back` None while the port is still gone."""
+        return self._gaps.since(since)
+
     def open(self, timeout: float | None = None) -> None:
-        """Open the port and start the reader; retries with back-off up to `timeout` seconds."""
+        """Open the port and start the reader; tries every RECONNECT_POLL_S for up to `timeout` seconds."""
         if self._thread is not None:
             self._raise_if_dead()  # open and reading: nothing to do; a dead reader says why
             return
@@ -137,6 +158,9 @@ class Uart(Part):
         self.error = None
         self._port = self._open_port(timeout)
         self.connected = True
+        if self._gaps.current is not None:  # closed while the port was gone: that gap ends here
+            self._gaps.end(time.monotonic(), 0, None, None)
+            self._lost_since = None
         for flag in (self._stop, self._lend_request, self._lent, self._give_back, self._back):
             flag.clear()  # a close() during a lend may have left them set
         self._expect_sub = self.subscribe(limit=EXPECT_BACKLOG)
@@ -285,20 +309,17 @@ class Uart(Part):
 
     def _open_port(self, timeout: float) -> serial.SerialBase:
         deadline = time.monotonic() + timeout
-        attempt = 0
         while True:
+            started = time.monotonic()
             try:
                 return self._connect()
             except (serial.SerialException, OSError, ValueError) as exc:
-                if time.monotonic() >= deadline or isinstance(exc, ValueError):
+                if started + RECONNECT_POLL_S >= deadline or isinstance(exc, ValueError):
                     raise UartError(
                         f"{self.name}: cannot open {self.url} at {self.baud} baud ({exc}); check the "
                         "adapter is plugged in and not held by another program (dut.uart.url)"
                     ) from exc
-            time.sleep(
-                min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], max(0.0, deadline - time.monotonic()))
-            )
-            attempt += 1
+            time.sleep(max(0.0, started + RECONNECT_POLL_S - time.monotonic()))
 
     def _close_port(self) -> None:
         port, self._port = self._port, None
@@ -357,16 +378,14 @@ class Uart(Part):
         return bytes(port.read(READ_SIZE))
 
     def _connect(self) -> serial.SerialBase:
-        """serial_for_url, then choose how to read it (see `_read_chunk`)."""
-        url = self._serial_url()
-        if url.startswith("rfc2217://"):
-            self._fd = None
-            return open_rfc2217(url, self.baud, READ_TIMEOUT_S)
-        port = serial.serial_for_url(url, baudrate=self.baud, timeout=READ_TIMEOUT_S)
-        try:
-            fd: int | None = port.fileno()
-        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
-            fd = None
+        """Open the URL (`rig.drivers.uart.urls`), then choose how to read it (see `_read_chunk`)."""
+        port = open_url(self._serial_url(), self.baud, READ_TIMEOUT_S)
+        fd: int | None = None
+        if not isinstance(port, ChunkedRfc2217Serial):
+            try:
+                fd = port.fileno()
+            except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+                fd = None
         if fd is not None:
             port.timeout = 0
         self._fd = fd
@@ -376,24 +395,43 @@ class Uart(Part):
         self._close_port()
         self._lost_since = time.monotonic()
         self._stream.cut(time.monotonic(), time.time())  # a reset cuts the line short
+        self._gaps.begin(self._lost_since, time.time(), "lost", str(exc))
         self.events.emit("port_lost", self.name, url=self.url, error=str(exc))
 
     def _reopen(self, reason: str) -> None:
-        """Reopen the same URL with back-off until it works, or close()/lend() asks to stop."""
-        attempt = 0
+        """Reopen the same URL (one try per period, see RECONNECT_*) until it works or close()/lend() asks."""
+        lost = self._lost_since if self._lost_since is not None else time.monotonic()
+        absent_at = lost  # when the device was last known to be absent: the loss, then each failed try
+        attempts = 0
         while not self._stop.is_set() and not self._lend_request.is_set():
+            started = time.monotonic()
             try:
                 self._port = self._connect()
             except (serial.SerialException, OSError) as exc:
                 log.debug("%s: reopen %s failed: %s", self.name, self.url, exc)
-                self._stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
-                attempt += 1
+                attempts += 1
+                absent_at = started
+                period = RECONNECT_POLL_S if started - lost < RECONNECT_FAST_S else RECONNECT_SLOW_S
+                self._stop.wait(max(0.0, started + period - time.monotonic()))
                 continue
+            back, back_wall = time.monotonic(), time.time()
             self.connected = True
-            gone = time.monotonic() - self._lost_since if self._lost_since is not None else 0.0
             self._lost_since = None
+            returned, seen_by = back - absent_at, "polling"
+            node = appeared(self.url)  # a device path: when its node (or link) was made
+            if node is not None and back_wall - returned <= node <= back_wall:
+                returned, seen_by = back_wall - node, "device node"
+            gap = self._gaps.end(back, attempts + 1, round(returned, 4), seen_by)
             kind = "port_back" if reason == "lost" else "port_returned"
-            self.events.emit(kind, self.name, url=self.url, gone_s=round(gone, 3), attempts=attempt + 1)
+            self.events.emit(
+                kind,
+                self.name,
+                url=self.url,
+                gone_s=round(back - gap.lost, 3),
+                attempts=attempts + 1,
+                return_to_back_s=gap.return_to_back_s,
+                return_seen_by=seen_by,
+            )
             self._back.set()
             return
 
@@ -401,6 +439,7 @@ class Uart(Part):
         self._close_port()
         self._stream.cut(time.monotonic(), time.time())
         self._lost_since = time.monotonic()
+        self._gaps.begin(self._lost_since, time.time(), "lent")
         self._lent.set()
         while not self._give_back.wait(timeout=0.1):
             if self._stop.is_set():

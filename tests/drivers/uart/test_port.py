@@ -218,9 +218,12 @@ def test_a_restarted_ser2net_is_reconnected_and_nothing_sent_after_is_lost(
         port.record(tmp_path)
         pty_device.write(b"before\n")
         port.expect("before", timeout=5)
-        server.stop()
+        server.stop()  # a ser2net with a session open may take its time to exit: the Uart, polling
+        stopped = time.monotonic()  # every 20 ms, can be back on the dying one first; wait for the new
         server.start()
-        wait_for(lambda: any(e.kind == "port_back" for e in events.history), 15, "port_back")
+        wait_for(
+            lambda: any(e.kind == "port_back" and e.mono > stopped for e in events.history), 15, "port_back"
+        )
         pty_device.write(b"after the restart\n")
         port.expect("after the restart", timeout=5)
     assert (tmp_path / "uart.raw").read_bytes() == b"before\nafter the restart\n"
