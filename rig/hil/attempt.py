@@ -298,8 +298,8 @@ class Attempt:
             summary=record.summary,
             boots=[vars(boot) for boot in witnesses.boots],
         )
-        if judgement.bench_problem is not None:
-            raise judgement.bench_problem
+        if (problem := judgement.bench_problem) is not None:
+            raise InfrastructureError(f"{self.id}: {problem}", part=problem.part, path=problem.path)
         return record
 
     def _see(self, w: Witnesses, line: UartLine, patterns: _Patterns) -> None:

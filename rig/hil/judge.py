@@ -138,7 +138,7 @@ def judge(w: Witnesses, rules: Rules, now: float, *, final: bool) -> Judgement |
         return gap
     facts = wire_facts(w)
     if (missed := _uart_behind_wire(w, facts, now, rules)) is not None:
-        return missed
+        return _uart_gap(w, now) or missed  # the driver's gaps say more precisely what was missed
     if boot is None and now - w.reset_at < rules.boot_s and not final:
         return None  # a DUT that prints a banner has not booted yet
     diagnosis = diagnose_parser(w.uart, now=now, stall_after=rules.stall_after_s)

@@ -50,7 +50,19 @@ def test_every_shipped_file_passes_config_check(path: Path) -> None:
 
 def test_shipped_variants_carry_the_incident_expectations() -> None:
     variants = {v.model.name: v.model for v in load_variants(ROOT / "firmware_configs")}
-    assert set(variants) == {"tcp-rx-512", "tcp-rx-1024", "tcp-rx-1460", "mbedtls-in-4096"}
+    assert set(variants) == {
+        "tcp-rx-512",
+        "tcp-rx-1024",
+        "tcp-rx-1460",
+        "mbedtls-in-4096",
+        "tcp-rx-1460-release",
+        "tcp-rx-1024-release",
+    }
+    for release in ("tcp-rx-1460-release", "tcp-rx-1024-release"):  # debug off: judged from the wire
+        assert variants[release].build.debug_threshold == 0
+    assert str(variants["tcp-rx-1024-release"].expectation("satellite")) == str(
+        variants["tcp-rx-1024"].expectation("satellite")
+    )
     # The shipped files say where each failure happens (the incident: client state 12).
     assert (
         str(variants["tcp-rx-1024"].expectation("satellite"))
