@@ -46,12 +46,15 @@ _FAST_PREFIX = rb"(?>:\d{1,6}: (?:\|\d\| |\[\d\] |<\d> )?(?:0x[0-9a-fA-F]{1,16}:
 _NAME_END = rb"(?=[:\(,\[ \t\r\f\v])"
 # `_BORING` (parser.py) inside a block, then the rest of the line.
 _QUIET = b"(?:" + _in_block(BORING_PATTERN.encode()) + rb")[^\n]*"
-# A message `classify` returns None for whatever else it holds: no word it reacts to.
+# A message `classify` returns None for whatever else it holds: no word it reacts to, and none of the
+# beginnings it tests (a record dump's first row may carry an alert's bytes).
 _WORDLESS = (
-    rb"(?!=> |<= |in_left|handshake: done|timeout)"
-    rb"(?:[^\n\x1b\x00sracCmbtlo]++|s(?!tate: )|r(?!eturned|ecord: )|a(?!lert)"
+    rb"(?!=> |<= |in_left|handshake: done|timeout|client hello|server hello|candidate certificate"
+    rb"|dumping '|0000:  )"
+    rb"(?:[^\n\x1b\x00sracCmbtloi]++|s(?!tate: )|r(?!eturned|ecord: )|a(?!lert)"
     rb"|c(?!lose notify message|iphersuite|eed)|C(?!ertificate verification flags)"
-    rb"|m(?!ac does not match)|b(?!ad finished message)|t(?!oo )|l(?!ength)|o(?!verflow))*+"
+    rb"|m(?!ac does not match|emory)|b(?!ad finished message)|t(?!oo )|l(?!ength|loc)|o(?!verflow)"
+    rb"|i(?!pher))*+"
 )
 # `=> fetch input` printed from ssl_tls.c is evidence for the fingerprint: only elsewhere is it quiet.
 _FETCH = rb"=> fetch input[^\n]*"
@@ -142,6 +145,7 @@ def _feed_lines(parser: LogParser, data: bytes, end: int) -> None:
         stop = matched.end() if matched is not None else pos
         newline = find(b"\n", stop, end)
         if stop > pos:
+            parser._dump = None  # a skipped line ends any record dump's header
             n = count(b"\n", pos, stop)
             # data[pos - 1] ends the line before: each `\n\n` is an empty line (never two in a row).
             blank = count(b"\n\n", pos - 1, stop) if pos else count(b"\n\n", 0, stop) + (data[0] == 10)

@@ -95,6 +95,7 @@ _LINES: Final[dict[tuple[str, str], list[tuple[int, str]]]] = {
         (4241, "3.1"),
     ],
     ("ssl_tls12_server.c", "server_state"): [(4322, "3.2"), (4228, "3.4"), (4319, "3.6"), (4304, "3.6")],
+    ("ssl_tls13_server.c", "server_state"): [(3451, "3.6"), (3463, "3.6")],
     ("ssl_tls.c", "handshake_start"): [
         (6306, "2.3"),
         (6335, "2.4"),
