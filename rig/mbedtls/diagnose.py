@@ -277,12 +277,25 @@ def _io_result(trace: HandshakeTrace) -> dict[str, Any] | None:
 
 
 def _headline_alert(trace: HandshakeTrace) -> dict[str, Any] | None:
+    """The alert that says most: a fatal one received, else one sent, else any received (close_notify).
+
+    A root error MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE with no alert line (a debug level that hides
+    them, or only the application's report) still says that a fatal alert arrived.
+    """
     chosen = trace.fatal_alert_received or trace.unread_alert
     if chosen is None:
         for alert in reversed(trace.alerts):
             if alert.direction == "sent" and alert.description != 0:
                 chosen = alert
                 break
+    if chosen is None:
+        for alert in reversed(trace.alerts):
+            if alert.direction == "received" and _in_last_step(trace, alert.line_no):
+                chosen = alert
+                break
+    root = trace.root_error
+    if chosen is None and root is not None and root.name == "MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE":
+        return {"direction": "received", "level": 2, "description": None, "name": None}
     if chosen is None:
         return None
     return {

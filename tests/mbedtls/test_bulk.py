@@ -12,8 +12,10 @@ from rig.cli.logs import parse_log
 from rig.mbedtls import LogParser, diagnose_parser
 from rig.mbedtls.bulk import feed_blocks
 from tests.mbedtls.conftest import LOGS
+from tests.mbedtls.real_logs import CORPUS
 
-LOG_FILES = sorted(LOGS.glob("*.log"))
+# The project's own logs and the public corpus (every prefix style the posts show).
+LOG_FILES = sorted(LOGS.glob("*.log")) + sorted(CORPUS.glob("*.log"))
 LOG_BYTES = {path.name: path.read_bytes() for path in LOG_FILES}
 
 
