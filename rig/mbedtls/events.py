@@ -125,6 +125,14 @@ APPLICATION_DATA_STEPS: Final = frozenset({"read", "write"})
 STEP_FUNCTIONS: Final = tuple(
     name for name in STEPS if name.startswith(("parse ", "write ")) or name in ("read", "write")
 )
+# Of the level-3 lines of the ClientHello and ServerHello steps, those that say the step (one or two
+# per step, in every release): the others only repeat it.
+_CLIENT_HELLO_LINES: Final = (
+    "client hello, max version",
+    "client hello, got ",
+    "client hello, total extension",
+)
+_SERVER_HELLO_LINES: Final = ("server hello, current time", "server hello, total extension")
 _SERVER_PICKS: Final = (
     "trying ciphersuite",
     "ciphersuite requires certificate",
@@ -207,9 +215,9 @@ def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
     if message.startswith(("client hello", "server hello")):
         if message.startswith("client hello v3,"):
             return "step", {"step": "client hello v3"}
-        if message.startswith("client hello, ") and not message.startswith("client hello, add ciphersuite"):
+        if message.startswith(_CLIENT_HELLO_LINES):
             return "step", {"step": "client hello"}
-        if message.startswith("server hello, ") and "ciphersuite" not in message:
+        if message.startswith(_SERVER_HELLO_LINES):
             return "step", {"step": "server hello"}
     if message.startswith(_SERVER_PICKS):
         return "step", {"step": "pick ciphersuite"}

@@ -76,6 +76,7 @@ class LogLine(NamedTuple):
     source_line: int | None = None
     level: int | None = None
     host_time: float | None = None
+    head: int = 0  # where the Mbed TLS part starts in the cleaned line (the prefix's length)
 
 
 def _fraction(digits: str | None) -> float:
@@ -150,6 +151,10 @@ def clean(raw: str | bytes) -> str:
     return text
 
 
+# The patterns `split_line` searches, for the bulk reader's learned prefixes (bulk.py).
+FILE_LINE_PATTERN: Final = _FILE_LINE.pattern
+KNOWN_MESSAGE_PATTERN: Final = _KNOWN_MESSAGE.pattern
+
 # A line that starts with the file:line (no timestamp before it): what `split_line` finds at 0.
 PREFIXED_TEXT: Final = re.compile(_FILE_LINE.pattern + _AFTER_FILE.pattern)
 PREFIXED_BYTES: Final = re.compile((_FILE_LINE.pattern + _AFTER_FILE.pattern).encode())
@@ -176,7 +181,7 @@ def split_line(raw: str | bytes) -> LogLine:
     text = clean(raw)
     if not text.strip():
         return LogLine("blank")
-    m = _FILE_LINE.search(text)
+    m = _FILE_LINE.search(text) if ".c" in text or ".h" in text else None  # most application lines: no
     if m is not None:
         head = text[: m.start()]
         after = _AFTER_FILE.match(text, m.end())
@@ -193,6 +198,7 @@ def split_line(raw: str | bytes) -> LogLine:
             int(m.group(2)),
             level,
             parse_timestamp(head.lstrip()) if head else None,
+            m.start(),
         )
     k = _KNOWN_MESSAGE.search(text)
     if k is not None:
@@ -202,7 +208,10 @@ def split_line(raw: str | bytes) -> LogLine:
                 begin -= 1
         head = text[:begin]
         return LogLine(
-            "mbedtls", text[begin:].rstrip(), host_time=parse_timestamp(head.lstrip()) if head else None
+            "mbedtls",
+            text[begin:].rstrip(),
+            host_time=parse_timestamp(head.lstrip()) if head else None,
+            head=begin,
         )
     stamp = parse_timestamp(text.lstrip())
     if stamp is not None or _APP_HINT.match(text):

@@ -18,6 +18,8 @@ from rig.mbedtls.events import (
     STEP_FUNCTIONS,
     STEPS,
     Event,
+    EventKind,
+    Value,
     classify,
     classify_application,
     record_bytes,
@@ -32,7 +34,7 @@ from rig.mbedtls.versions import VersionFingerprint
 # suite or a row of a certificate's key.
 _STEP_NAMES = "|".join(sorted((re.escape(name) for name in STEP_FUNCTIONS), key=len, reverse=True))
 _BORING = (
-    r"(?!0000:)[0-9a-f]{4}:  \S|("
+    r"[0-9a-f]{4}:  \S|("
     r"=> (?!handshake|send alert|parse new session|parse hello verify|write hello verify|fetch input"
     r"|(?:" + _STEP_NAMES + r")\s*$)"
     r"|<= (?!handshake|send alert|parse new session|parse hello verify|write hello verify|fetch input)"
@@ -73,6 +75,14 @@ class LogParser:
         # The last unclassified Mbed TLS line (maybe cut by a hard wrap), as LogLine or still raw.
         self._pending: tuple[LogLine | str | bytes, int, float | None] | None = None
         self._dump: str | None = None  # "in"/"out" right after a record dump's header line
+        # Once the log shows the library's state lines, the handshake messages parsed and written
+        # (`=> parse certificate`) say nothing more; once it shows f_recv's results, `<= fetch input`
+        # says nothing more. Both are then read as quiet lines (the bulk reader skips them).
+        self.state_lines = False
+        self.recv_lines = False
+        # The last line `feed` split with the general lexer and found Mbed TLS in (the bulk reader
+        # learns the log's prefix styles from it).
+        self.split: tuple[str | bytes, LogLine] | None = None
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -107,7 +117,7 @@ class LogParser:
                 quiet = quiet_bytes(line) if b"\x1b" not in line and b"\x00" not in line else None
             else:
                 quiet = quiet_text(line) if "\x1b" not in line and "\x00" not in line else None
-            if quiet is not None:
+            if quiet is not None and (quiet.group(_QUIET_GROUP) is not None or self._dump is None):
                 quiet_lines += 1
                 if quiet.group(_QUIET_GROUP) is None:
                     last_quiet = None  # a hex-dump row ends any pending message
@@ -146,10 +156,12 @@ class LogParser:
             prefix = PREFIXED_TEXT.match(line)
         if prefix is None:
             parsed = split_line(line)
+            if parsed.kind == "mbedtls" and (parsed.head or parsed.file is None):
+                self.split = (line, parsed)
         else:
             start = prefix.end()
             boring = (_BORING_BYTES if isinstance(line, bytes) else _BORING_TEXT).match(line, start)  # type: ignore[arg-type]
-            if boring is not None:
+            if boring is not None and (boring.group(1) is not None or self._dump is None):
                 # The bulk of a verbose log; exactly what the general path below does with it.
                 counts["mbedtls"] += 1
                 self._dump = None
@@ -199,7 +211,7 @@ class LogParser:
         if len(message) > 6 and message[4] == ":" and message[5] == " ":
             if dump is not None and message.startswith("0000:"):
                 row = record_bytes(message, dump)
-                if row is not None:
+                if row is not None and row[1]["type"] == 21:  # an alert record: what its bytes show
                     event = Event(row[0], self.line_no, stamp, row[1])
                     self._apply(event)
                     return [event]
@@ -210,17 +222,29 @@ class LogParser:
                 self.fingerprint.observe_file(file)
             if file == "ssl_tls.c" and message == "=> fetch input":
                 self.fingerprint.observe_fetch_in_ssl_tls()
-        result = classify(message)
-        if result is None:
-            # Maybe the start of a hard-wrapped message: the next unknown line may complete it.
+        result = self._classify(message)
+        if result is None or result[0] == "record_dump":
+            # Maybe the start of a hard-wrapped message: the next unknown line may complete it. A
+            # record dump's header only says that its first row tells the record's type.
+            if result is not None:
+                self._dump = str(result[1]["direction"])
             self._pending = (parsed, self.line_no, stamp)
             return []
         event = Event(result[0], self.line_no, stamp, result[1])
-        if event.kind == "record_dump":
-            self._dump = str(event.data["direction"])
         self._note_version(event, parsed)
         self._apply(event)
         return [event]
+
+    def _classify(self, message: str) -> tuple[EventKind, dict[str, Value]] | None:
+        """`classify`, less what the log has made redundant (see `state_lines`, `recv_lines`)."""
+        result = classify(message)
+        if result is not None:
+            kind = result[0]
+            if kind == "step" and self.state_lines and result[1]["step"] not in APPLICATION_DATA_STEPS:
+                return None
+            if kind == "fetch_done" and self.recv_lines:
+                return None
+        return result
 
     def _application_event(self, text: str, stamp: float | None) -> list[Event] | None:
         """An Mbed TLS result an application line reports (an error code it printed, its own state
@@ -247,11 +271,14 @@ class LogParser:
         pending, line_no, stamp = self._pending
         self._pending = None
         parsed = pending if isinstance(pending, LogLine) else split_line(pending)
-        joined = parsed.message + continuation
-        result = classify(joined)
+        message = parsed.message
+        if len(message) > 6 and message[4] == ":" and message[5] == " ":
+            return []  # a hex-dump row (left unsplit by the bulk reader): nothing continues it
+        joined = message + continuation
+        result = self._classify(joined)
         if result is None and continuation[:1] != " ":  # wrapped at a word boundary, the space dropped
-            result = classify(parsed.message + " " + continuation)
-        if result is None:
+            result = self._classify(parsed.message + " " + continuation)
+        if result is None or result[0] == "record_dump":
             if len(joined) < 240:  # a message wrapped over several lines; stop at an implausible length
                 self._pending = (parsed._replace(message=joined), line_no, stamp)
             return []
@@ -323,6 +350,8 @@ class LogParser:
             )
             if data.get("source") == "application":
                 visit.source = "application"
+            else:
+                self.state_lines = True
             _resolve(visit, self.version)
             trace.app_data_line = None
             if data.get("role") is not None:
@@ -365,6 +394,7 @@ class LogParser:
                 trace.waiting_for_input = True
                 trace.last_wait_line = line_no
         elif kind == "recv":
+            self.recv_lines = True
             value = int(str(data["value"]))
             if value > 0:
                 trace.inbound_reads.append(value)

@@ -133,6 +133,7 @@ class VersionFingerprint:
         self._dirty = False
         self.banner: str | None = None
         self._seen_lines: set[tuple[str, str, int]] = set()
+        self.fetch_in_ssl_tls = False  # `=> fetch input` seen from ssl_tls.c (more of it adds nothing)
 
     def _restrict(self, versions: frozenset[str] | set[str]) -> None:
         narrowed = self.allowed & versions
@@ -175,6 +176,7 @@ class VersionFingerprint:
 
     def observe_fetch_in_ssl_tls(self) -> None:
         """`=> fetch input` printed from ssl_tls.c: a release before ssl_msg.c existed (≤ 2.20)."""
+        self.fetch_in_ssl_tls = True
         self._restrict(_V2_OLD)
 
     def observe_style(self, style: str) -> None:
