@@ -70,7 +70,7 @@ report: $(ALLURE)
 	@echo "report: $(RESULTS)/report/index.html"
 
 bench-parse: setup
-	$(BIN)/python tests/benchmarks/parse.py
+	$(BIN)/python -m tests.benchmarks.parse
 
 bench-diagnose: setup
 	$(BIN)/python -m tests.benchmarks.diagnose

@@ -12,10 +12,17 @@ the same per-line code as the live path.
 
 A skipped line is an empty line not followed by another (a blank), or one `feed` would treat as
 an Mbed TLS line with no event: it starts with the `file.c:N:` prefix of a source file the version
-fingerprint has already seen (the regex is rebuilt when a new file appears), has no ANSI escape or
+fingerprint has already seen (the regex is rebuilt, after a growing number of fed lines, when a new
+file or style appears), has no ANSI escape or
 NUL byte, and its message (from where the lexer's prefix ends) is a quiet line of the parser or
 starts with none of `=> `, `<= `, `in_left`, `handshake: done`, `timeout` and contains none of
-the words `classify` looks for. Lines with a timestamp before the prefix are all fed one by one.
+the words `classify` looks for. A record dump's header and first row are skipped together unless the
+row shows an alert record.
+
+Lines whose prefix does not start with the file name (an ESP-IDF `I (123) mbedtls: `, a timestamp, a
+component tag, or a callback that prints no file:line) are fed until their style has lasted a few
+lines; then the style is learned as a pattern (`_Heads`) and its quiet lines are skipped the same
+way, the clock moved to the last skipped timestamp.
 """
 
 from __future__ import annotations
