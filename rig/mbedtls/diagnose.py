@@ -189,10 +189,12 @@ def _judge(
     """Outcome and category; `log_end` is the host time of the last timestamped line of the log."""
     if trace.completed:
         return "completed", "completed", None
-    if trace.failed:
+    whole_log = now is None
+    if trace.failed or (whole_log and trace.unread_alert is not None and not trace.completed):
         return "failed", _failure_category(trace), None
-    if trace.established:
-        # A log that starts after the handshake: application data moved, nothing failed.
+    if whole_log and trace.established:
+        # A log that starts after the handshake: application data moved, nothing failed. (A live
+        # attempt is judged on its own handshake, and the lines of an alert follow its record.)
         return "completed", "completed", None
     if trace.waiting_for_input:
         since = trace.last_progress_time

@@ -159,10 +159,7 @@ class HandshakeTrace:
     def failed(self) -> bool:
         """The handshake ended with an error (a fatal return code or a fatal alert), not completed."""
         return not self.completed and (
-            bool(self.step_errors)
-            or self.fatal_alert_received is not None
-            or self.alert_record is not None
-            or self.terminal_line is not None
+            bool(self.step_errors) or self.fatal_alert_received is not None or self.terminal_line is not None
         )
 
     def inferred_state(self, version: str | None) -> StateVisit | None:
@@ -189,7 +186,7 @@ class HandshakeTrace:
 
     @property
     def finished(self) -> bool:
-        return self.completed or self.failed
+        return self.completed or self.failed or self.alert_record is not None
 
     @property
     def protocol(self) -> str | None:

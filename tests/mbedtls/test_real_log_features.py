@@ -324,3 +324,21 @@ def test_a_composite_code_with_an_allocation_part_is_an_allocation_failure() -> 
         "code": "-0x4290",
         "name": "MBEDTLS_ERR_RSA_PUBLIC_FAILED + MBEDTLS_ERR_MPI_ALLOC_FAILED",
     }
+
+
+# --- the live verdict ---------------------------------------------------------------------------
+
+
+def test_a_live_verdict_waits_for_an_alerts_own_lines_and_for_its_own_handshake() -> None:
+    parser = LogParser()
+    for line in (
+        "ssl_msg.c:5182: => read",  # the previous session of the firmware, before its reset
+        "ssl_msg.c:3860: <= read record",
+        "ssl_tls.c:5804: => handshake",
+        "ssl_cli.c:4261: client state: 2",
+        "ssl_msg.c:3538: input record: msgtype = 21, version = [3:3], msglen = 2",
+    ):
+        parser.feed(line, host_time=100.0)
+    live = diagnose_parser(parser, now=100.5, stall_after=9.6)
+    assert live.outcome == "incomplete"  # `got an alert message` is still on its way
+    assert diagnose_parser(parser).category == "fatal_alert_received"  # the log as saved ends there
