@@ -95,36 +95,22 @@ def parse_timestamp(text: str) -> float | None:
     if m is None:
         return None
     g = m.groupdict()
-    try:
-        if g["y"]:
-            stamp = datetime(
-                int(g["y"]), int(g["mo"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"]), tzinfo=UTC
-            )
-            return stamp.timestamp() + _fraction(g["f"])
-        if g["mo2"]:
-            stamp = datetime(
-                _YEAR_FOR_DAY_MONTH,
-                int(g["mo2"]),
-                int(g["d2"]),
-                int(g["H2"]),
-                int(g["M2"]),
-                int(g["S2"]),
-                tzinfo=UTC,
-            )
-            return stamp.timestamp() + _fraction(g["f2"])
-        if g["mon"]:
-            stamp = datetime(
-                _YEAR_FOR_DAY_MONTH,
-                _MONTHS.index(g["mon"]) + 1,
-                int(g["d5"]),
-                int(g["H5"]),
-                int(g["M5"]),
-                int(g["S5"]),
-                tzinfo=UTC,
-            )
-            return stamp.timestamp() + _fraction(g["f5"])
-    except ValueError:  # 13th month, 61st second: not a timestamp after all
-        return None
+    # Dates: (year, month, day, hours, minutes, seconds, fraction) of whichever style matched.
+    date: tuple[int, int, str, str, str, str, str | None] | None = None
+    if g["y"]:
+        date = (int(g["y"]), int(g["mo"]), g["d"], g["H"], g["M"], g["S"], g["f"])
+    elif g["mo2"]:
+        date = (_YEAR_FOR_DAY_MONTH, int(g["mo2"]), g["d2"], g["H2"], g["M2"], g["S2"], g["f2"])
+    elif g["mon"]:
+        month = _MONTHS.index(g["mon"]) + 1
+        date = (_YEAR_FOR_DAY_MONTH, month, g["d5"], g["H5"], g["M5"], g["S5"], g["f5"])
+    if date is not None:
+        year, month, day, hh, mm, ss, fraction = date
+        try:
+            stamp = datetime(year, month, int(day), int(hh), int(mm), int(ss), tzinfo=UTC)
+        except ValueError:  # 13th month, 61st second: not a timestamp after all
+            return None
+        return stamp.timestamp() + _fraction(fraction)
     for hours_key, minutes_key, seconds_key, fraction_key in (
         ("H3", "M3", "S3", "f3"),
         ("H4", "M4", "S4", "f4"),
