@@ -37,7 +37,7 @@ EventKind = Literal[
     "new_session_ticket",  # the 2.x client is really in SERVER_NEW_SESSION_TICKET
     "step",  # a handshake message being parsed or written, or application data: the state it implies
     "fetch_done",  # <= fetch input: the bytes asked for are in
-    "record_dump",  # dumping 'input record header' / '… from network' / 'output record sent to network'
+    "record_dump",  # dumping '… record …': no event of its own, the parser reads the row after it
     "alloc_problem",  # an allocation failed
     "record_bytes",  # the first row of a record dump: content type, length, an alert's two bytes
 ]
@@ -121,9 +121,10 @@ STEPS: Final[dict[str, tuple[str | None, str | None]]] = {
     "write": ("HANDSHAKE_OVER", "HANDSHAKE_OVER"),
 }
 APPLICATION_DATA_STEPS: Final = frozenset({"read", "write"})
-# The `=> …` functions above, for the bulk reader and the parser's quiet-line pattern.
+# The functions above that print `=> name` (the others are level-3 lines inside a step), for the
+# parser's quiet-line pattern and the bulk reader.
 STEP_FUNCTIONS: Final = tuple(
-    name for name in STEPS if name.startswith(("parse ", "write ")) or name in ("read", "write")
+    name for name in STEPS if name.startswith(("parse ", "write ", "read", "write"))
 )
 # Of the level-3 lines of the ClientHello and ServerHello steps, those that say the step (one or two
 # per step, in every release): the others only repeat it.
@@ -297,10 +298,8 @@ def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
         c = _SUITE.search(message)
         if c is not None and (c.group(1) or c.group(2)):
             suite: dict[str, Value] = {"id": c.group(1), "name": c.group(2)}
-            if message.startswith("server hello, "):
-                suite["step"] = (
-                    "server hello"  # the suite is read from (client) or written in the ServerHello
-                )
+            if message.startswith("server hello, "):  # read (client) or written (server) in the ServerHello
+                suite["step"] = "server hello"
             return "ciphersuite", suite
         return None
     if "Certificate verification flags" in message:

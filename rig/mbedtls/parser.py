@@ -28,8 +28,9 @@ from rig.mbedtls.lexer import PREFIXED_BYTES, PREFIXED_TEXT, LogLine, clean, fro
 from rig.mbedtls.trace import NOT_FATAL, Alert, ErrorReturn, HandshakeTrace, Record, StateVisit
 from rig.mbedtls.versions import VersionFingerprint
 
-# What follows `file.c:N: [|L| ][ptr: ]` in a line the diagnosis does not need: a hex-dump row other
-# than a dump's first (group 1 unset), or (group 1) an `=>`/`<=` function trace other than those
+# What follows `file.c:N: [|L| ][ptr: ]` in a line the diagnosis does not need: a hex-dump row (group 1
+# unset; right after a record dump's header `feed` reads it all the same), or (group 1) an `=>`/`<=`
+# function trace other than those
 # `classify` and the fingerprint use, a `dumping '…'` header other than a record's, a ClientHello
 # suite or a row of a certificate's key.
 _STEP_NAMES = "|".join(sorted((re.escape(name) for name in STEP_FUNCTIONS), key=len, reverse=True))
