@@ -10,13 +10,13 @@ RESULTS ?= results
 SYSTEM_PACKAGES := gcc:gcc /usr/include/mbedtls/ssl.h:libmbedtls-dev /usr/sbin/sshd:openssh-server \
                    /usr/sbin/mosquitto:mosquitto /usr/sbin/ser2net:ser2net tcpdump:tcpdump
 
-.PHONY: help setup system-deps test lint typecheck unit bench bench-parse bench-uart bench-matrix bench-drivers bench-wire \
+.PHONY: help setup system-deps test lint typecheck unit bench bench-parse bench-diagnose bench-uart bench-matrix bench-drivers bench-wire \
         nightly gate report clean
 
 help:
 	@echo "make bench   run the HIL matrix on the default (simulated) bench"
 	@echo "make test    run the rig's own checks: ruff, mypy, pytest"
-	@echo "make bench-parse | bench-uart | bench-matrix | bench-drivers | bench-wire   benchmarks that print figures"
+	@echo "make bench-parse | bench-diagnose | bench-uart | bench-matrix | bench-drivers | bench-wire   benchmarks that print figures"
 	@echo "make nightly | gate VARIANT=name BENCH=file | report   the nightly run, the release gate, the HTML report"
 
 $(STAMP): pyproject.toml
@@ -70,7 +70,10 @@ report: $(ALLURE)
 	@echo "report: $(RESULTS)/report/index.html"
 
 bench-parse: setup
-	$(BIN)/python tests/benchmarks/parse.py
+	$(BIN)/python -m tests.benchmarks.parse
+
+bench-diagnose: setup
+	$(BIN)/python -m tests.benchmarks.diagnose
 
 bench-uart: setup
 	$(BIN)/python tests/benchmarks/uart.py

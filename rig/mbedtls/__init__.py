@@ -36,7 +36,16 @@ reports the first divergence.
 `Diagnosis` carries the fields of `rig diagnose --json`: mbedtls_version, role, protocol, outcome
 (completed | failed | stalled | incomplete), category, last_state, error (the root error, not the
 wrappers), alert, ciphersuite, inbound_reads, records_in, records_out, want_read_retries,
-stall_seconds, evidence (line numbers), summary; plus attempts, attempt and line counts.
+stall_seconds, evidence (line numbers), summary, io (how the failing receive or send ended:
+receive failed, connection reset, timeout, end of file, would block, or an application-defined
+code); plus attempts, attempt and line counts.
+
+Logs as people post them are read too: a log without state lines takes its state from the
+handshake messages parsed or written (`HandshakeTrace.inferred_state`), an alert record whose
+content the log never shows counts as an alert (`unread_alert`), application data after the
+handshake makes an established session, and results the application prints (an error code, its own
+state banner) count when the tables know them. In a timestamped log, a wait for input followed by
+`STALL_GAP_S` seconds of other lines is a stall.
 
 The categories (exactly one per diagnosis):
 

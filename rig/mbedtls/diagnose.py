@@ -23,6 +23,10 @@ Outcome = Literal["completed", "failed", "stalled", "incomplete"]
 
 # A stall, from the log alone, is the same state re-entered this many times without progress.
 STALL_MIN_RETRIES = 1
+# ... or, in a timestamped log, a wait for input followed by this many seconds of other lines: the
+# callback prints nothing while Mbed TLS waits, so only the application's lines show time passing.
+# A healthy handshake waits about one round trip (2 s on a satellite path) at a time.
+STALL_GAP_S = 5.0
 
 _SIZE_ERRORS = frozenset(
     {
@@ -45,6 +49,23 @@ _EOF_ERRORS = frozenset(
     }
 )
 _CIPHER_ERRORS = frozenset({"MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN", "MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE"})
+# What a receive or send result means, by the code the callback returned or Mbed TLS made of it.
+_IO_RESULTS: dict[str, tuple[str, str]] = {
+    "MBEDTLS_ERR_NET_RECV_FAILED": (
+        "receive failed",
+        "the socket's receive failed (a socket error, not a close)",
+    ),
+    "MBEDTLS_ERR_NET_SEND_FAILED": ("send failed", "the socket's send failed"),
+    "MBEDTLS_ERR_NET_CONN_RESET": ("connection reset", "the peer or the path reset the TCP connection"),
+    "MBEDTLS_ERR_SSL_TIMEOUT": ("timeout", "no byte arrived within the read timeout"),
+    "MBEDTLS_ERR_SSL_CONN_EOF": ("end of file", "the peer closed the connection"),
+    "MBEDTLS_ERR_SSL_WANT_READ": ("would block", "no data yet; the caller must call again"),
+    "MBEDTLS_ERR_SSL_WANT_WRITE": (
+        "would block",
+        "the socket cannot take data yet; the caller must call again",
+    ),
+}
+_IO_FUNCTIONS = ("ssl->f_recv", "ssl->f_send", "mbedtls_ssl_fetch_input", "mbedtls_ssl_flush_output")
 _X509_ERRORS = frozenset({"MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED", "MBEDTLS_ERR_SSL_BAD_CERTIFICATE"})
 
 _AFTER: dict[str, str] = {
@@ -84,6 +105,7 @@ class Diagnosis:
     stall_seconds: float | None
     evidence: list[int]
     summary: str
+    io: dict[str, Any] | None = None
     attempts: int = 1
     attempt: int = 1
     lines: dict[str, int] = field(default_factory=dict)
@@ -107,6 +129,7 @@ class Diagnosis:
             "stall_seconds": self.stall_seconds,
             "evidence": list(self.evidence),
             "summary": self.summary,
+            "io": dict(self.io) if self.io else None,
             "attempts": self.attempts,
             "attempt": self.attempt,
             "lines": dict(self.lines),
@@ -131,12 +154,12 @@ def diagnose_parser(
     trace = parser.trace
     version = parser.version
     outcome, category, stall_seconds = _judge(trace, now, stall_after, parser.last_time)
-    last = trace.last_state
+    last = trace.last_state or trace.inferred_state(version)
     root = trace.root_error if outcome == "failed" else None
     alert = _headline_alert(trace) if outcome == "failed" else None
     diagnosis = Diagnosis(
         mbedtls_version=version,
-        role=trace.role or _role_from_files(parser.fingerprint.files),
+        role=trace.role or trace.inferred_role or _role_from_files(parser.fingerprint.files),
         protocol=trace.protocol,
         outcome=outcome,
         category=category,
@@ -151,6 +174,7 @@ def diagnose_parser(
         stall_seconds=stall_seconds,
         evidence=_evidence(trace, outcome),
         summary="",
+        io=_io_result(trace) if outcome == "failed" else None,
         attempts=len(parser.attempts),
         attempt=trace.attempt,
         lines=dict(parser.counts),
@@ -165,18 +189,23 @@ def _judge(
     """Outcome and category; `log_end` is the host time of the last timestamped line of the log."""
     if trace.completed:
         return "completed", "completed", None
-    if trace.failed:
+    whole_log = now is None
+    if trace.failed or (whole_log and trace.unread_alert is not None and not trace.completed):
         return "failed", _failure_category(trace), None
+    if whole_log and trace.established:
+        # A log that starts after the handshake: application data moved, nothing failed. (A live
+        # attempt is judged on its own handshake, and the lines of an alert follow its record.)
+        return "completed", "completed", None
     if trace.waiting_for_input:
         since = trace.last_progress_time
         if now is not None and stall_after is not None:
             if since is not None and now - since >= stall_after:
                 return "stalled", "stall_want_read", round(now - since, 3)
             return "incomplete", "timeout", None
-        if trace.want_read_retries >= STALL_MIN_RETRIES:
-            seconds = None
-            if since is not None and log_end is not None and log_end > since:
-                seconds = round(log_end - since, 3)
+        seconds = None
+        if since is not None and log_end is not None and log_end > since:
+            seconds = round(log_end - since, 3)
+        if trace.want_read_retries >= STALL_MIN_RETRIES or (seconds is not None and seconds >= STALL_GAP_S):
             return "stalled", "stall_want_read", seconds
         return "incomplete", "timeout", None
     return "incomplete", "other", None
@@ -194,10 +223,14 @@ def _failure_category(trace: HandshakeTrace) -> Category:
         return "no_shared_cipher"
     if any(_in_last_step(trace, line) for line in trace.size_problem_lines) or name in _SIZE_ERRORS:
         return "record_or_buffer_size"
-    if name.endswith("ALLOC_FAILED"):
+    if name.endswith("ALLOC_FAILED") or any(_in_last_step(trace, line) for line in trace.alloc_problem_lines):
         return "alloc_failed"
     if trace.fatal_alert_received is not None or name == "MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE":
         return "fatal_alert_received"
+    if trace.unread_alert is not None and root is None:
+        # An alert whose content the log does not show: on an established session the peer closed it
+        # with an alert (close_notify or fatal, unreadable); during the handshake it ends the handshake.
+        return "conn_eof_or_reset" if trace.established else "fatal_alert_received"
     if (
         name in _X509_ERRORS
         or name.startswith("MBEDTLS_ERR_X509")
@@ -216,13 +249,55 @@ def _failure_category(trace: HandshakeTrace) -> Category:
     return "other"
 
 
+def _io_result(trace: HandshakeTrace) -> dict[str, Any] | None:
+    """How the receive or send of the failing step ended: the result, its code and what it means.
+
+    A code that is not Mbed TLS's is reported as the application's own: receive and send callbacks
+    may return their own values (OpenVPN 3 returns -0x8000 for would-block), which Mbed TLS passes on
+    as an error.
+    """
+    root = trace.root_error
+    if root is not None and (root.function.startswith(_IO_FUNCTIONS) or root.name in _IO_RESULTS):
+        call = "send" if "send" in root.function or "flush" in root.function else "receive"
+        if root.name in _IO_RESULTS:
+            result, meaning = _IO_RESULTS[root.name]
+        else:
+            known = tables.APPLICATION_CODES.get(root.code)
+            result = "application-defined code"
+            meaning = (
+                known or f"not an Mbed TLS error code: a value the application's {call} callback returned"
+            )
+        return {"call": call, "result": result, "code": tables.error_hex(root.code), "meaning": meaning}
+    if trace.eof:
+        return {
+            "call": "receive",
+            "result": "end of file",
+            "code": None,
+            "meaning": "the peer closed the connection",
+        }
+    return None
+
+
 def _headline_alert(trace: HandshakeTrace) -> dict[str, Any] | None:
-    chosen = trace.fatal_alert_received
+    """The alert that says most: a fatal one received, else one sent, else any received (close_notify).
+
+    A root error MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE with no alert line (a debug level that hides
+    them, or only the application's report) still says that a fatal alert arrived.
+    """
+    chosen = trace.fatal_alert_received or trace.unread_alert
     if chosen is None:
         for alert in reversed(trace.alerts):
             if alert.direction == "sent" and alert.description != 0:
                 chosen = alert
                 break
+    if chosen is None:
+        for alert in reversed(trace.alerts):
+            if alert.direction == "received" and _in_last_step(trace, alert.line_no):
+                chosen = alert
+                break
+    root = trace.root_error
+    if chosen is None and root is not None and root.name == "MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE":
+        return {"direction": "received", "level": 2, "description": None, "name": None}
     if chosen is None:
         return None
     return {
@@ -270,10 +345,12 @@ def _evidence(trace: HandshakeTrace, outcome: Outcome) -> list[int]:
 
 
 def _state_text(trace: HandshakeTrace, visit: StateVisit | None) -> str:
+    """`in client state 3 (…)`, `in server state … (from the messages it parsed)`, or `before any …`."""
     if visit is None:
         return "before any handshake state"
-    role = trace.role or "handshake"
-    return f"{role} state {visit.label()}"
+    role = trace.role or trace.inferred_role or "handshake"
+    inferred = " (from the messages the log shows, no state line)" if visit.printed == "inferred" else ""
+    return f"in {role} state {visit.label()}{inferred}"
 
 
 def _bytes_text(reads: list[int]) -> str:
@@ -287,7 +364,7 @@ def _bytes_text(reads: list[int]) -> str:
 
 def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
     peer = "server" if d.role == "client" else ("client" if d.role == "server" else "peer")
-    where = _state_text(trace, trace.last_state)
+    where = _state_text(trace, trace.last_state or trace.inferred_state(d.mbedtls_version))
     if d.protocol == "dtls":
         where += " (DTLS)"
     attempts = f" The log holds {d.attempts} handshake attempts; this is the last." if d.attempts > 1 else ""
@@ -299,7 +376,7 @@ def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
         after = f" after {_AFTER.get(previous.name or '', previous.label())}" if previous else ""
         waited = f" for {d.stall_seconds:g} s" if d.stall_seconds is not None else ""
         return (
-            f"Stalled in {where}{after}: no byte and no alert from the {peer}{waited} "
+            f"Stalled {where}{after}: no byte and no alert from the {peer}{waited} "
             f"({_plural(d.want_read_retries, 're-entry', 're-entries')} waiting for input). "
             f"Inbound so far: {_bytes_text(d.inbound_reads)}. "
             f"Compare with a passing log (`rig diff`) and look at the TCP receive path.{attempts}"
@@ -309,14 +386,33 @@ def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
         alert = ""
         if d.alert and d.alert["description"] is not None:
             alert = f" Alert {d.alert['direction']}: level {d.alert['level']}, {d.alert['name'] or d.alert['description']}."
+        elif d.alert and trace.unread_alert is not None and d.alert["direction"] == "received":
+            if trace.established:
+                alert = (
+                    " The peer closed the session with an alert; it is encrypted, so its level and "
+                    "description are not readable."
+                )
+            else:
+                alert = (
+                    " The peer ended the handshake with an alert record; its level and description are "
+                    "not in the log."
+                )
         elif d.alert:
             alert = (
                 f" An alert was {d.alert['direction']} (its description is not shown at this debug level)."
             )
+        if d.io is not None:
+            code = f" ({d.io['code']})" if d.io["code"] else ""
+            alert += f" I/O: {d.io['call']} {d.io['result']}{code}: {d.io['meaning']}."
         advice = _ADVICE.get(d.category, "Look up the error code for this Mbed TLS version.")
         if d.category == "fatal_alert_received" and d.alert and d.alert["description"] in _ALERT_ADVICE:
             advice = _ALERT_ADVICE[d.alert["description"]]
-        return f"Failed in {where}{error}: {_MEANING[d.category]}.{alert} {advice}{attempts}"
+        if d.io is not None and d.io["result"] == "application-defined code":
+            advice = (
+                f"Make the {d.io['call']} callback return Mbed TLS's own codes "
+                "(MBEDTLS_ERR_SSL_WANT_READ/WANT_WRITE to retry, MBEDTLS_ERR_NET_* for errors)."
+            )
+        return f"Failed {where}{error}: {_MEANING[d.category]}.{alert} {advice}{attempts}"
     if trace.last_state is None:
         return (
             "The log holds no handshake state line: no handshake started, or the debug threshold is below 2 "
@@ -324,7 +420,7 @@ def _summary(trace: HandshakeTrace, d: Diagnosis) -> str:
         )
     waiting = " while waiting for input" if trace.waiting_for_input else ""
     return (
-        f"The log ends in {where}{waiting} with no error and no stall signature; "
+        f"The log ends {where}{waiting} with no error and no stall signature; "
         f"inbound: {_bytes_text(d.inbound_reads)}. Capture more of the log to judge.{attempts}"
     )
 

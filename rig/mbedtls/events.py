@@ -35,6 +35,11 @@ EventKind = Literal[
     "no_shared_cipher",  # server found no common suite
     "timeout",  # read timeout
     "new_session_ticket",  # the 2.x client is really in SERVER_NEW_SESSION_TICKET
+    "step",  # a handshake message being parsed or written, or application data: the state it implies
+    "fetch_done",  # <= fetch input: the bytes asked for are in
+    "record_dump",  # dumping '… record …': no event of its own, the parser reads the row after it
+    "alloc_problem",  # an allocation failed
+    "record_bytes",  # the first row of a record dump: content type, length, an alert's two bytes
 ]
 
 Value = int | str | bool | None
@@ -81,6 +86,68 @@ _SIZE: Final = re.compile(
     r"bad message length|(?:too|is) (?:large|long|big)\b|buffer too small|record overflow|"
     r"exceeds|not enough room|message length.*> ",
     re.IGNORECASE,
+)
+
+# `=> parse certificate`, `=> write client hello`, …: the handshake step a function belongs to, as
+# (client state, server state) without the MBEDTLS_SSL_ prefix (None where that role never runs it).
+# `read`/`write` (mbedtls_ssl_read/write) move application data: the handshake is over. Level-3 lines
+# printed inside a step (`client hello, …`, the server's suite selection) count as that step.
+STEPS: Final[dict[str, tuple[str | None, str | None]]] = {
+    "write client hello": ("CLIENT_HELLO", None),
+    "client hello": ("CLIENT_HELLO", None),
+    "parse client hello": (None, "CLIENT_HELLO"),
+    "client hello v3": (None, "CLIENT_HELLO"),
+    "pick ciphersuite": (None, "CLIENT_HELLO"),
+    "parse server hello": ("SERVER_HELLO", None),
+    "write server hello": (None, "SERVER_HELLO"),
+    "server hello": ("SERVER_HELLO", "SERVER_HELLO"),
+    "parse certificate": ("SERVER_CERTIFICATE", "CLIENT_CERTIFICATE"),
+    "write certificate": ("CLIENT_CERTIFICATE", "SERVER_CERTIFICATE"),
+    "parse server key exchange": ("SERVER_KEY_EXCHANGE", None),
+    "write server key exchange": (None, "SERVER_KEY_EXCHANGE"),
+    "parse certificate request": ("CERTIFICATE_REQUEST", None),
+    "write certificate request": (None, "CERTIFICATE_REQUEST"),
+    "parse server hello done": ("SERVER_HELLO_DONE", None),
+    "write server hello done": (None, "SERVER_HELLO_DONE"),
+    "write client key exchange": ("CLIENT_KEY_EXCHANGE", None),
+    "parse client key exchange": (None, "CLIENT_KEY_EXCHANGE"),
+    "write certificate verify": ("CERTIFICATE_VERIFY", None),
+    "parse certificate verify": (None, "CERTIFICATE_VERIFY"),
+    "write change cipher spec": ("CLIENT_CHANGE_CIPHER_SPEC", "SERVER_CHANGE_CIPHER_SPEC"),
+    "parse change cipher spec": ("SERVER_CHANGE_CIPHER_SPEC", "CLIENT_CHANGE_CIPHER_SPEC"),
+    "write finished": ("CLIENT_FINISHED", "SERVER_FINISHED"),
+    "parse finished": ("SERVER_FINISHED", "CLIENT_FINISHED"),
+    "read": ("HANDSHAKE_OVER", "HANDSHAKE_OVER"),
+    "write": ("HANDSHAKE_OVER", "HANDSHAKE_OVER"),
+}
+APPLICATION_DATA_STEPS: Final = frozenset({"read", "write"})
+# The functions above that print `=> name` (the others are level-3 lines inside a step), for the
+# parser's quiet-line pattern and the bulk reader.
+STEP_FUNCTIONS: Final = tuple(
+    name for name in STEPS if name.startswith(("parse ", "write ", "read", "write"))
+)
+# Of the level-3 lines of the ClientHello and ServerHello steps, those that say the step (one or two
+# per step, in every release): the others only repeat it.
+_CLIENT_HELLO_LINES: Final = (
+    "client hello, max version",
+    "client hello, got ",
+    "client hello, total extension",
+)
+_SERVER_HELLO_LINES: Final = ("server hello, current time", "server hello, total extension")
+_SERVER_PICKS: Final = (
+    "trying ciphersuite",
+    "ciphersuite requires certificate",
+    "candidate certificate chain",
+)
+# "No shared ciphersuite", in the wordings of Mbed TLS's releases and of the peers' alerts.
+_NO_SHARED: Final = re.compile(
+    r"no (?:shared|common|usable|matching|matched) cipher|cipher ?suites? in common|"
+    r"none of (?:the common ciphersuites|them) (?:is )?usable|no cipher ?(?:suite )?chosen",
+    re.IGNORECASE,
+)
+_ALLOC: Final = re.compile(r"\b(?:[cm]?alloc|allocation)\b.{0,32}?\bfail|out of memory", re.IGNORECASE)
+_RECORD_DUMP: Final = re.compile(
+    r"dumping '(input record header|input record from network|output record sent to network)'"
 )
 
 _RECORD_VERSIONS: Final[dict[int, str]] = {
@@ -139,6 +206,26 @@ def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
             return "new_session_ticket", {}
         if rest.startswith(("parse hello verify", "write hello verify")):
             return "protocol", {"protocol": "dtls"}
+        if head == "=> ":
+            step = rest.rstrip()
+            if step in STEPS:
+                return "step", {"step": step}
+        elif rest.startswith("fetch input"):
+            return "fetch_done", {}
+        return None
+    if message.startswith(("client hello", "server hello")):
+        if message.startswith("client hello v3,"):
+            return "step", {"step": "client hello v3"}
+        if message.startswith(_CLIENT_HELLO_LINES):
+            return "step", {"step": "client hello"}
+        if message.startswith(_SERVER_HELLO_LINES):
+            return "step", {"step": "server hello"}
+    if message.startswith(_SERVER_PICKS):
+        return "step", {"step": "pick ciphersuite"}
+    if message.startswith("dumping '"):
+        d = _RECORD_DUMP.match(message)
+        if d is not None:
+            return "record_dump", {"direction": "out" if d.group(1).startswith("output") else "in"}
         return None
     if "state: " in message:
         m = _STATE.search(message)
@@ -203,12 +290,17 @@ def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
         return "handshake_done", {}
     if "close notify message" in message:
         return "close_notify", {}
+    if "ipher" in message and _NO_SHARED.search(message):
+        return "no_shared_cipher", {}
+    if ("lloc" in message or "memory" in message) and _ALLOC.search(message):
+        return "alloc_problem", {"text": message}
     if "ciphersuite" in message:
-        if "in common" in message and ("got no" in message or "none of them usable" in message):
-            return "no_shared_cipher", {}
         c = _SUITE.search(message)
         if c is not None and (c.group(1) or c.group(2)):
-            return "ciphersuite", {"id": c.group(1), "name": c.group(2)}
+            suite: dict[str, Value] = {"id": c.group(1), "name": c.group(2)}
+            if message.startswith("server hello, "):  # read (client) or written (server) in the ServerHello
+                suite["step"] = "server hello"
+            return "ciphersuite", suite
         return None
     if "Certificate verification flags" in message:
         if "clear" in message:
@@ -224,3 +316,58 @@ def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
     ) and _SIZE.search(message):
         return "size_problem", {"text": message}
     return None
+
+
+# What applications print around the library: `! mbedtls_ssl_handshake returned -0x7780`,
+# `esp-tls: mbedtls_ssl_setup returned -0x7F00`, `Reason:[-0x7f00]`, `mbedTLS error: -0x7f00`, and
+# their own state banners (`ssl->state = 17`, `<== MBEDTLS_SSL_SERVER_HELLO`).
+_APP_ERROR: Final = re.compile(
+    r"(?:\b((?:mbedtls|ssl)_\w+)(?:\(\))?\s+returned\s*:?\s*|\bReason:\s*\[|\b[Ee]rror:?\s+)(-0x[0-9a-fA-F]{2,8})\b"
+)
+_APP_STATE: Final = re.compile(r"ssl->state\s*=\s*(\d{1,2})\b|\bMBEDTLS_SSL_([A-Z][A-Z0-9_]+)\b")
+
+
+def classify_application(text: str) -> tuple[EventKind, dict[str, Value]] | None:
+    """An Mbed TLS result that an application line reports, or None.
+
+    The code or state name is only a candidate: the parser keeps it when the tables know it.
+    """
+    if "0x" in text:
+        e = _APP_ERROR.search(text)
+        if e is not None:
+            return "error", {"code": -int(e.group(2)[3:], 16), "function": e.group(1) or "application"}
+    if "MBEDTLS_SSL_" in text or "ssl->state" in text:
+        m = _APP_STATE.search(text)
+        if m is not None:
+            number = m.group(1)
+            return "state", {
+                "role": None,
+                "number": int(number) if number else None,
+                "name": m.group(2),
+                "tls13": False,
+                "source": "application",
+            }
+    return None
+
+
+def record_bytes(row: str, direction: str) -> tuple[EventKind, dict[str, Value]] | None:
+    """The first row (`0000:  15 03 03 00 02 02 50  ...`) of a record dump: type, length, alert bytes."""
+    values: list[int] = []
+    for token in row[5:].split()[:16]:
+        if len(token) != 2:
+            break
+        try:
+            values.append(int(token, 16))
+        except ValueError:
+            break
+    if len(values) < 5:
+        return None
+    length = values[3] * 256 + values[4]
+    alert = values[0] == 21 and length == 2 and len(values) >= 7
+    return "record_bytes", {
+        "direction": direction,
+        "type": values[0],
+        "length": length,
+        "level": values[5] if alert else None,
+        "description": values[6] if alert else None,
+    }

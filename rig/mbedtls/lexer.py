@@ -20,13 +20,15 @@ LineKind = Literal["mbedtls", "app", "blank", "unknown"]
 _ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
 # `ssl_tls.c:2760:`, `ssl_tls.c:0774`, `ssl_tls.c: 2760`, `ssl_tls.c:[2760]`, `ssl_tls.c(2760):`,
-# `ssl_tls.c 2760:`, `ssl_tls.c, line 2760`; the basename is what is kept.
+# `ssl_tls.c 2760:`, `ssl_tls.c, line 2760`, `ssl_tls.c::6484` (ESP-IDF 2.x), `ssl_tls.c]:[2640]:`
+# (Aliyun IoT kit); the basename is what is kept.
 _FILE_LINE: Final = re.compile(
-    r"([A-Za-z_][\w.+-]*\.[ch])(?::\s*\[?|\(|\s+|,\s*line\s+|\s*\[)(\d{1,6})\]?\)?(?::|\s|$)"
+    r"([A-Za-z_][\w.+-]*\.[ch])(?::\s*\[?|::|\]:\[|\(|\s+|,\s*line\s+|\s*\[)(\d{1,6})\]?\)?(?::|\s|$)"
 )
-# After the file:line: an optional level `|2|` / `[2]` / `<2>`, and the context pointer.
+# After the file:line: an optional level `|2|` / `[2]` / `<2>` / `2]: ` (OpenVPN 3) / `2  ` (ESP-IDF
+# 2.x), and the context pointer.
 _AFTER_FILE: Final = re.compile(
-    r" *(?:\|(\d)\| *|\[(\d)\] +|<(\d)> +)?(?:0x[0-9a-fA-F]{1,16}: +|[0-9a-fA-F]{8,16}: +)?"
+    r" *(?:\|(\d)\| *|\[(\d)\] +|<(\d)> +|(\d)(?:\]: +|  +))?(?:0x[0-9a-fA-F]{1,16}: +|[0-9a-fA-F]{8,16}: +)?"
 )
 # Message-only callbacks: where a known Mbed TLS message begins.
 _KNOWN_MESSAGE: Final = re.compile(
@@ -38,18 +40,27 @@ _KNOWN_MESSAGE: Final = re.compile(
     r"\(\w*\)(?:\(\w*\))? returned -?\d|! Certificate verification flags|"
     r"Certificate verification flags clear|bad (?:message length|finished message)|"
     r"message mac does not match|got (?:no )?ciphersuites in common|"
-    r"(?:server hello|client hello), |dumping '"
+    r"(?:server hello|client hello), |dumping '|0000:  [0-9a-f]{2} "
 )
-# A leading timestamp, possibly after a serial terminal's `[` or `<`.
+# A leading timestamp, possibly after a serial terminal's `[`, `<` or `【`. Besides dates and times
+# of day: `Wed May 31 15:18:16.475 2017` / `[Nov 18 08:19:52.929]` (syslog style), ESP-IDF's
+# `I (12345)` milliseconds or `I (12:30:14.197)` wall clock, FreeRTOS logging's `955 80413 [task]`
+# (line count, then ticks), MediaTek's `[T: 3871 M: …]` and Arduino-ESP32's `[  3340][V]` milliseconds.
 _TIMESTAMP: Final = re.compile(
-    r"[\[<(]?\s*(?:"
-    r"(?P<y>\d{4})-(?P<mo>\d\d)-(?P<d>\d\d)[ T](?P<H>\d\d):(?P<M>\d\d):(?P<S>\d\d)(?:[.,](?P<f>\d{1,9}))?"
+    r"[\[<(【]?\s*(?:"
+    r"(?P<y>\d{4})[-/](?P<mo>\d\d)[-/](?P<d>\d\d)[ T](?P<H>\d\d):(?P<M>\d\d):(?P<S>\d\d)(?:[.,:](?P<f>\d{1,9}))?"
     r"|(?P<mo2>\d\d)/(?P<d2>\d\d) (?P<H2>\d\d):(?P<M2>\d\d):(?P<S2>\d\d)(?:[.,](?P<f2>\d{1,9}))?"
     r"|(?P<H3>\d\d):(?P<M3>\d\d):(?P<S3>\d\d)(?:[.,](?P<f3>\d{1,9}))?"
     r"|(?P<rel>\d{1,9}\.\d{3,9})(?=[\]>)\s])"
-    r"|[IWEDV] \((?P<ms>\d{1,12})\)"
+    r"|[IWEDV] \((?:(?P<ms>\d{1,12})|(?P<H4>\d\d):(?P<M4>\d\d):(?P<S4>\d\d)[.,](?P<f4>\d{1,9}))\)"
+    r"|(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) )?(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +"
+    r"(?P<d5>\d{1,2}) (?P<H5>\d\d):(?P<M5>\d\d):(?P<S5>\d\d)(?:[.,](?P<f5>\d{1,9}))?"
+    r"|\d{1,9} (?P<tick>\d{1,12}) (?=\[)"
+    r"|T: (?P<mtk>\d{1,12}) "
+    r"|(?P<ard>\d{1,12})\]\[[VDIWEN]\]"
     r")"
 )
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Lines that an application prints: a timestamp, a `[TAG]`, `I (123) tag:`, `<info>`, `APP:`.
 _APP_HINT: Final = re.compile(r"\s*(?:\[[\w .:-]{1,24}\]|<\w{1,10}>|[A-Z][A-Za-z0-9_]{1,15}:\s|#|//)")
 
@@ -65,6 +76,7 @@ class LogLine(NamedTuple):
     source_line: int | None = None
     level: int | None = None
     host_time: float | None = None
+    head: int = 0  # where the Mbed TLS part starts in the cleaned line (the prefix's length)
 
 
 def _fraction(digits: str | None) -> float:
@@ -74,41 +86,44 @@ def _fraction(digits: str | None) -> float:
 def parse_timestamp(text: str) -> float | None:
     """Seconds of the timestamp at the start of `text`, or None.
 
-    Full dates give POSIX time (UTC); `MM/DD hh:mm:ss` dates use a fixed year; a bare time of
-    day gives seconds since midnight; `[  12.345678]` and ESP-IDF `I (12345)` give seconds since
-    boot. Only differences between timestamps of one log are meaningful.
+    Full dates give POSIX time (UTC); dates without a year use a fixed year; a bare time of day
+    gives seconds since midnight; `[  12.345678]`, ESP-IDF `I (12345)`, FreeRTOS ticks (taken as the
+    usual 1 ms) and the other millisecond counters give seconds since boot. Only differences between
+    timestamps of one log are meaningful.
     """
     m = _TIMESTAMP.match(text)
     if m is None:
         return None
     g = m.groupdict()
-    try:
-        if g["y"]:
-            stamp = datetime(
-                int(g["y"]), int(g["mo"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"]), tzinfo=UTC
-            )
-            return stamp.timestamp() + _fraction(g["f"])
-        if g["mo2"]:
-            stamp = datetime(
-                _YEAR_FOR_DAY_MONTH,
-                int(g["mo2"]),
-                int(g["d2"]),
-                int(g["H2"]),
-                int(g["M2"]),
-                int(g["S2"]),
-                tzinfo=UTC,
-            )
-            return stamp.timestamp() + _fraction(g["f2"])
-    except ValueError:  # 13th month, 61st second: not a timestamp after all
-        return None
-    if g["H3"]:
-        hours, minutes, seconds = int(g["H3"]), int(g["M3"]), int(g["S3"])
-        if hours > 23 or minutes > 59 or seconds > 60:
+    # Dates: (year, month, day, hours, minutes, seconds, fraction) of whichever style matched.
+    date: tuple[int, int, str, str, str, str, str | None] | None = None
+    if g["y"]:
+        date = (int(g["y"]), int(g["mo"]), g["d"], g["H"], g["M"], g["S"], g["f"])
+    elif g["mo2"]:
+        date = (_YEAR_FOR_DAY_MONTH, int(g["mo2"]), g["d2"], g["H2"], g["M2"], g["S2"], g["f2"])
+    elif g["mon"]:
+        month = _MONTHS.index(g["mon"]) + 1
+        date = (_YEAR_FOR_DAY_MONTH, month, g["d5"], g["H5"], g["M5"], g["S5"], g["f5"])
+    if date is not None:
+        year, month, day, hh, mm, ss, fraction = date
+        try:
+            stamp = datetime(year, month, int(day), int(hh), int(mm), int(ss), tzinfo=UTC)
+        except ValueError:  # 13th month, 61st second: not a timestamp after all
             return None
-        return hours * 3600 + minutes * 60 + seconds + _fraction(g["f3"])
+        return stamp.timestamp() + _fraction(fraction)
+    for hours_key, minutes_key, seconds_key, fraction_key in (
+        ("H3", "M3", "S3", "f3"),
+        ("H4", "M4", "S4", "f4"),
+    ):
+        if g[hours_key]:
+            hours, minutes, seconds = int(g[hours_key]), int(g[minutes_key]), int(g[seconds_key])
+            if hours > 23 or minutes > 59 or seconds > 60:
+                return None
+            return hours * 3600 + minutes * 60 + seconds + _fraction(g[fraction_key])
     if g["rel"]:
         return float(g["rel"])
-    return int(g["ms"]) / 1000.0
+    milliseconds = g["ms"] or g["tick"] or g["mtk"] or g["ard"]
+    return int(milliseconds) / 1000.0
 
 
 def clean(raw: str | bytes) -> str:
@@ -122,6 +137,10 @@ def clean(raw: str | bytes) -> str:
     return text
 
 
+# The patterns `split_line` searches, for the bulk reader's learned prefixes (bulk.py).
+FILE_LINE_PATTERN: Final = _FILE_LINE.pattern
+KNOWN_MESSAGE_PATTERN: Final = _KNOWN_MESSAGE.pattern
+
 # A line that starts with the file:line (no timestamp before it): what `split_line` finds at 0.
 PREFIXED_TEXT: Final = re.compile(_FILE_LINE.pattern + _AFTER_FILE.pattern)
 PREFIXED_BYTES: Final = re.compile((_FILE_LINE.pattern + _AFTER_FILE.pattern).encode())
@@ -132,7 +151,7 @@ def from_prefix(raw: str | bytes, m: re.Match[str] | re.Match[bytes]) -> LogLine
     tail = raw[m.end() :]
     message = (tail.decode("utf-8", "replace") if isinstance(tail, bytes) else tail).rstrip()
     name, number = m.group(1), m.group(2)
-    digits = m.group(3) or m.group(4) or m.group(5)
+    digits = m.group(3) or m.group(4) or m.group(5) or m.group(6)
     return LogLine(
         "mbedtls",
         message,
@@ -148,7 +167,7 @@ def split_line(raw: str | bytes) -> LogLine:
     text = clean(raw)
     if not text.strip():
         return LogLine("blank")
-    m = _FILE_LINE.search(text)
+    m = _FILE_LINE.search(text) if ".c" in text or ".h" in text else None  # most application lines: no
     if m is not None:
         head = text[: m.start()]
         after = _AFTER_FILE.match(text, m.end())
@@ -156,7 +175,7 @@ def split_line(raw: str | bytes) -> LogLine:
         start = m.end()
         if after is not None:
             start = after.end()
-            digits = after.group(1) or after.group(2) or after.group(3)
+            digits = after.group(1) or after.group(2) or after.group(3) or after.group(4)
             level = int(digits) if digits else None
         return LogLine(
             "mbedtls",
@@ -165,6 +184,7 @@ def split_line(raw: str | bytes) -> LogLine:
             int(m.group(2)),
             level,
             parse_timestamp(head.lstrip()) if head else None,
+            m.start(),
         )
     k = _KNOWN_MESSAGE.search(text)
     if k is not None:
@@ -174,7 +194,10 @@ def split_line(raw: str | bytes) -> LogLine:
                 begin -= 1
         head = text[:begin]
         return LogLine(
-            "mbedtls", text[begin:].rstrip(), host_time=parse_timestamp(head.lstrip()) if head else None
+            "mbedtls",
+            text[begin:].rstrip(),
+            host_time=parse_timestamp(head.lstrip()) if head else None,
+            head=begin,
         )
     stamp = parse_timestamp(text.lstrip())
     if stamp is not None or _APP_HINT.match(text):

@@ -13,19 +13,34 @@ import re
 from collections.abc import Iterable
 
 from rig.mbedtls import tables
-from rig.mbedtls.events import Event, classify
+from rig.mbedtls.events import (
+    APPLICATION_DATA_STEPS,
+    STEP_FUNCTIONS,
+    STEPS,
+    Event,
+    EventKind,
+    Value,
+    classify,
+    classify_application,
+    record_bytes,
+)
 from rig.mbedtls.lexer import PREFIXED_BYTES, PREFIXED_TEXT, LogLine, clean, from_prefix, split_line
 from rig.mbedtls.trace import NOT_FATAL, Alert, ErrorReturn, HandshakeTrace, Record, StateVisit
 from rig.mbedtls.versions import VersionFingerprint
 
-# What follows `file.c:N: [|L| ][ptr: ]` in a line the diagnosis does not need: a hex-dump row, or
-# (group 1) an `=>`/`<=` function trace other than those `classify` and the fingerprint use, a
-# `dumping '…'` header, a ClientHello suite or a row of a certificate's key.
+# What follows `file.c:N: [|L| ][ptr: ]` in a line the diagnosis does not need: a hex-dump row (group 1
+# unset; right after a record dump's header `feed` reads it all the same), or (group 1) an `=>`/`<=`
+# function trace other than those
+# `classify` and the fingerprint use, a `dumping '…'` header other than a record's, a ClientHello
+# suite or a row of a certificate's key.
+_STEP_NAMES = "|".join(sorted((re.escape(name) for name in STEP_FUNCTIONS), key=len, reverse=True))
 _BORING = (
     r"[0-9a-f]{4}:  \S|("
-    r"=> (?!handshake|send alert|parse new session|parse hello verify|write hello verify|fetch input)"
-    r"|<= (?!handshake|send alert|parse new session|parse hello verify|write hello verify)"
-    r"|dumping '|client hello, add ciphersuite: |[0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} "
+    r"=> (?!handshake|send alert|parse new session|parse hello verify|write hello verify|fetch input"
+    r"|(?:" + _STEP_NAMES + r")\s*$)"
+    r"|<= (?!handshake|send alert|parse new session|parse hello verify|write hello verify|fetch input)"
+    r"|dumping '(?!input record|output record)|client hello, add ciphersuite: "
+    r"|[0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} "
     r"|Supported Signature Algorithm found: |handshake message: msglen = "
     r"|message length: \d+, out_left: \d+\s*$"
     r")"
@@ -33,13 +48,18 @@ _BORING = (
 BORING_PATTERN = _BORING  # also used by the bulk reader (bulk.py)
 _BORING_TEXT = re.compile(_BORING)
 _BORING_BYTES = re.compile(_BORING.encode())
-# The prefix and the boring rest in one match (group 6 is _BORING's group 1).
+# The prefix and the boring rest in one match (_QUIET_GROUP is _BORING's group 1).
 _QUIET_TEXT = re.compile(PREFIXED_TEXT.pattern + "(?:" + _BORING + ")")
 _QUIET_BYTES = re.compile(PREFIXED_BYTES.pattern + b"(?:" + _BORING.encode() + b")")
+_QUIET_GROUP = PREFIXED_TEXT.groups + 1
 # A firmware's boot banner naming the library: `mbed TLS 2.28.3`, `Mbed TLS v3.6.0`, `mbedtls-2.16.5`.
 _BANNER = re.compile(r"\b[Mm]bed ?TLS[ /v-]*([23])\.(\d{1,2})\b", re.IGNORECASE)
 _TLS13_ONLY_STATES = ("ENCRYPTED_EXTENSIONS", "HELLO_RETRY_REQUEST", "TLS1_3_", "END_OF_EARLY_DATA", "_CCS_")
 _RESTART_STATES = frozenset({tables.HELLO_REQUEST, tables.CLIENT_HELLO})
+_ALL_STATE_NAMES = frozenset(name for table in tables.STATE_TABLES.values() for name in table)
+# Consecutive alert reports of one alert (`got an alert message`, `is a fatal alert message`, the
+# record's bytes in a dump) are at most this many lines apart.
+_SAME_ALERT_LINES = 12
 
 
 class LogParser:
@@ -55,6 +75,15 @@ class LogParser:
         self._resolved_version: str | None = None  # the fingerprint guess the names were resolved with
         # The last unclassified Mbed TLS line (maybe cut by a hard wrap), as LogLine or still raw.
         self._pending: tuple[LogLine | str | bytes, int, float | None] | None = None
+        self._dump: str | None = None  # "in"/"out" right after a record dump's header line
+        # Once the log shows the library's state lines, the handshake messages parsed and written
+        # (`=> parse certificate`) say nothing more; once it shows f_recv's results, `<= fetch input`
+        # says nothing more. Both are then read as quiet lines (the bulk reader skips them).
+        self.state_lines = False
+        self.recv_lines = False
+        # The last line `feed` split with the general lexer and found Mbed TLS in (the bulk reader
+        # learns the log's prefix styles from it).
+        self.split: tuple[str | bytes, LogLine] | None = None
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -89,9 +118,9 @@ class LogParser:
                 quiet = quiet_bytes(line) if b"\x1b" not in line and b"\x00" not in line else None
             else:
                 quiet = quiet_text(line) if "\x1b" not in line and "\x00" not in line else None
-            if quiet is not None:
+            if quiet is not None and (quiet.group(_QUIET_GROUP) is not None or self._dump is None):
                 quiet_lines += 1
-                if quiet.group(6) is None:
+                if quiet.group(_QUIET_GROUP) is None:
                     last_quiet = None  # a hex-dump row ends any pending message
                 else:
                     last_quiet, last_quiet_no = line, self.line_no + quiet_lines
@@ -108,6 +137,7 @@ class LogParser:
             self._write_back(quiet_lines, last_quiet, last_quiet_no)
 
     def _write_back(self, quiet_lines: int, last_quiet: str | bytes | None, last_quiet_no: int) -> None:
+        self._dump = None
         self.line_no += quiet_lines
         self.counts["lines"] += quiet_lines
         self.counts["mbedtls"] += quiet_lines
@@ -127,12 +157,15 @@ class LogParser:
             prefix = PREFIXED_TEXT.match(line)
         if prefix is None:
             parsed = split_line(line)
+            if parsed.kind == "mbedtls" and (parsed.head or parsed.file is None):
+                self.split = (line, parsed)
         else:
             start = prefix.end()
             boring = (_BORING_BYTES if isinstance(line, bytes) else _BORING_TEXT).match(line, start)  # type: ignore[arg-type]
-            if boring is not None:
+            if boring is not None and (boring.group(1) is not None or self._dump is None):
                 # The bulk of a verbose log; exactly what the general path below does with it.
                 counts["mbedtls"] += 1
+                self._dump = None
                 if host_time is not None:
                     self.last_time = host_time
                 if boring.group(1) is None:
@@ -151,7 +184,14 @@ class LogParser:
             self.last_time = stamp
         else:
             stamp = self.last_time
+        dump, self._dump = self._dump, None
         if kind != "mbedtls":
+            if kind != "blank":
+                reported = self._application_event(parsed.message, stamp)
+                if reported is not None:
+                    counts["mbedtls"] += 1
+                    self._pending = None
+                    return reported
             counts[kind] += 1
             if self.fingerprint.banner is None and kind != "blank":
                 banner = _BANNER.search(parsed.message)
@@ -170,6 +210,12 @@ class LogParser:
         self._pending = None
         message = parsed.message
         if len(message) > 6 and message[4] == ":" and message[5] == " ":
+            if dump is not None and message.startswith("0000:"):
+                row = record_bytes(message, dump)
+                if row is not None and row[1]["type"] == 21:  # an alert record: what its bytes show
+                    event = Event(row[0], self.line_no, stamp, row[1])
+                    self._apply(event)
+                    return [event]
             return []  # a hex-dump row: its ASCII column may contain anything
         file = parsed.file
         if file is not None:
@@ -177,13 +223,47 @@ class LogParser:
                 self.fingerprint.observe_file(file)
             if file == "ssl_tls.c" and message == "=> fetch input":
                 self.fingerprint.observe_fetch_in_ssl_tls()
-        result = classify(message)
-        if result is None:
-            # Maybe the start of a hard-wrapped message: the next unknown line may complete it.
+        result = self._classify(message)
+        if result is None or result[0] == "record_dump":
+            # Maybe the start of a hard-wrapped message: the next unknown line may complete it. A
+            # record dump's header only says that its first row tells the record's type.
+            if result is not None:
+                self._dump = str(result[1]["direction"])
             self._pending = (parsed, self.line_no, stamp)
             return []
         event = Event(result[0], self.line_no, stamp, result[1])
         self._note_version(event, parsed)
+        self._apply(event)
+        return [event]
+
+    def _classify(self, message: str) -> tuple[EventKind, dict[str, Value]] | None:
+        """`classify`, less what the log has made redundant (see `state_lines`, `recv_lines`)."""
+        result = classify(message)
+        if result is not None:
+            kind = result[0]
+            if kind == "step" and self.state_lines and result[1]["step"] not in APPLICATION_DATA_STEPS:
+                return None
+            if kind == "fetch_done" and self.recv_lines:
+                return None
+        return result
+
+    def _application_event(self, text: str, stamp: float | None) -> list[Event] | None:
+        """An Mbed TLS result an application line reports (an error code it printed, its own state
+        banner), as the event the library's line would have given; None for any other line."""
+        result = classify_application(text)
+        if result is None:
+            return None
+        kind, data = result
+        if kind == "error":
+            if tables.error_name(int(str(data["code"])), self.version) is None:
+                return None  # not an Mbed TLS code: some other number the application printed
+        else:
+            name = data["name"]
+            if name is not None and "MBEDTLS_SSL_" + str(name) not in _ALL_STATE_NAMES:
+                return None  # MBEDTLS_SSL_VERIFY_REQUIRED and the like: not a state
+            if any(visit.source == "library" for visit in self.trace.states):
+                return None  # the library prints the states itself: its lines are the record
+        event = Event(kind, self.line_no, stamp, data)
         self._apply(event)
         return [event]
 
@@ -192,11 +272,14 @@ class LogParser:
         pending, line_no, stamp = self._pending
         self._pending = None
         parsed = pending if isinstance(pending, LogLine) else split_line(pending)
-        joined = parsed.message + continuation
-        result = classify(joined)
+        message = parsed.message
+        if len(message) > 6 and message[4] == ":" and message[5] == " ":
+            return []  # a hex-dump row (left unsplit by the bulk reader): nothing continues it
+        joined = message + continuation
+        result = self._classify(joined)
         if result is None and continuation[:1] != " ":  # wrapped at a word boundary, the space dropped
-            result = classify(parsed.message + " " + continuation)
-        if result is None:
+            result = self._classify(parsed.message + " " + continuation)
+        if result is None or result[0] == "record_dump":
             if len(joined) < 240:  # a message wrapped over several lines; stop at an implausible length
                 self._pending = (parsed._replace(message=joined), line_no, stamp)
             return []
@@ -254,6 +337,7 @@ class LogParser:
             if trace.finished:
                 trace = self._new_attempt()
             trace.handshake_entries += 1
+            trace.app_data_line = None
         elif kind == "state":
             name, number = data["name"], data["number"]
             visit = StateVisit(
@@ -265,7 +349,12 @@ class LogParser:
                 if name is not None and number is not None
                 else ("name" if name is not None else "number"),
             )
+            if data.get("source") == "application":
+                visit.source = "application"
+            else:
+                self.state_lines = True
             _resolve(visit, self.version)
+            trace.app_data_line = None
             if data.get("role") is not None:
                 trace.role = str(data["role"])
             if data.get("tls13") or (visit.name and any(s in visit.name for s in _TLS13_ONLY_STATES)):
@@ -306,6 +395,7 @@ class LogParser:
                 trace.waiting_for_input = True
                 trace.last_wait_line = line_no
         elif kind == "recv":
+            self.recv_lines = True
             value = int(str(data["value"]))
             if value > 0:
                 trace.inbound_reads.append(value)
@@ -333,42 +423,52 @@ class LogParser:
                 line_no,
             )
             (trace.records_in if kind == "record_in" else trace.records_out).append(record)
+            if kind == "record_in" and record.type == 21 and not self._alert_seen_since(trace, line_no):
+                trace.alert_record = Alert("received", None, None, line_no)
             if version == "dtls":
                 trace.dtls = True
             elif not version.startswith("0x"):
                 trace.record_version = version
         elif kind == "error":
-            self._add_error(trace, int(str(data["code"])), str(data["function"]), line_no, stamp)
+            function = str(data["function"])
+            self._add_error(trace, int(str(data["code"])), function, line_no, stamp)
+            step = _step_of_function(function)
+            if step is not None:
+                self._apply(Event("step", line_no, stamp, {"step": step}))
+                return
         elif kind == "handshake_done":
             trace.completed = True
             trace.waiting_for_input = False
         elif kind == "alert_received":
-            trace.alerts.append(
-                Alert("received", _opt_int(data["level"]), _opt_int(data["description"]), line_no)
-            )
-            if len(trace.alerts) >= 2:
-                # `got an alert message, type: [2:40]` then `is a fatal alert message (msg 40)`: one alert.
-                a, b = trace.alerts[-2], trace.alerts[-1]
-                if (
-                    a.direction == b.direction == "received"
-                    and a.description == b.description
-                    and b.line_no - a.line_no <= 3
-                ):
-                    trace.alerts.pop()
+            self._alert_received(trace, _opt_int(data["level"]), _opt_int(data["description"]), line_no)
         elif kind == "alert_sent":
-            alert = Alert("sent", _opt_int(data.get("level")), _opt_int(data.get("description")), line_no)
-            last = trace.alerts[-1] if trace.alerts else None
-            if (
-                last is not None
-                and last.direction == "sent"
-                and last.description is None
-                and line_no - last.line_no <= 3
-            ):
-                trace.alerts[-1] = Alert("sent", alert.level, alert.description, last.line_no)
-            else:
-                trace.alerts.append(alert)
+            self._alert_sent(trace, _opt_int(data.get("level")), _opt_int(data.get("description")), line_no)
         elif kind == "close_notify":
             trace.eof = True
+            trace.alert_record = None
+        elif kind == "record_bytes":
+            if data["type"] == 21:
+                level, description = _opt_int(data["level"]), _opt_int(data["description"])
+                if data["direction"] == "out":
+                    if level is not None:
+                        self._alert_sent(trace, level, description, line_no)
+                elif level is not None:
+                    self._alert_received(trace, level, description, line_no)
+                    if level == 1 and description == 0:
+                        trace.eof = True
+                elif not self._alert_seen_since(trace, line_no):
+                    trace.alert_record = Alert("received", None, None, line_no)
+        elif kind == "step":
+            step = str(data["step"])
+            trace.steps.append((step, line_no, stamp))
+            client, server = STEPS[step]
+            if trace.inferred_role is None and (client is None) != (server is None):
+                trace.inferred_role = "client" if server is None else "server"
+            trace.app_data_line = line_no if step in APPLICATION_DATA_STEPS else None
+        elif kind == "fetch_done":
+            trace.waiting_for_input = False
+        elif kind == "alloc_problem":
+            trace.alloc_problem_lines.append(line_no)
         elif kind == "new_session_ticket":
             # 2.x/3.0/3.1 clients print `client state: 12` before switching to SERVER_NEW_SESSION_TICKET
             # (ssl_cli.c): the step that parses the ticket is really state 17.
@@ -378,6 +478,8 @@ class LogParser:
                 current.number, current.name = ticket, tables.state_name(ticket, self.version)
         elif kind == "ciphersuite":
             trace.ciphersuite = str(data["name"] or data["id"])
+            if "step" in data:
+                trace.steps.append((str(data["step"]), line_no, stamp))
         elif kind == "protocol":
             if data["protocol"] == "dtls":
                 trace.dtls = True
@@ -390,7 +492,10 @@ class LogParser:
         elif kind == "mac_problem":
             trace.mac_problem_lines.append(line_no)
         elif kind == "no_shared_cipher":
+            trace.steps.append(("parse client hello", line_no, stamp))
+            trace.inferred_role = trace.inferred_role or "server"
             trace.no_shared_cipher_line = line_no
+            trace.terminal_line = line_no  # the server has nothing to negotiate with: it gives up
         elif kind == "timeout":
             trace.timeout_line = line_no
         if trace.first_line is None:
@@ -400,6 +505,47 @@ class LogParser:
             trace.last_time = stamp
         trace.events.append(event)
 
+    @staticmethod
+    def _alert_seen_since(trace: HandshakeTrace, line_no: int) -> bool:
+        """A readable alert was received within the last few lines (the record's other reports)."""
+        return any(
+            a.direction == "received" and line_no - a.line_no <= _SAME_ALERT_LINES for a in trace.alerts[-2:]
+        )
+
+    @staticmethod
+    def _alert_received(
+        trace: HandshakeTrace, level: int | None, description: int | None, line_no: int
+    ) -> None:
+        trace.alert_record = None
+        last = trace.alerts[-1] if trace.alerts else None
+        if (
+            last is not None
+            and last.direction == "received"
+            and last.description == description
+            and line_no - last.line_no <= _SAME_ALERT_LINES
+        ):
+            # `got an alert message, type: [2:40]`, `is a fatal alert message (msg 40)` and the record's
+            # bytes in a dump: one alert.
+            if last.level is None and level is not None:
+                trace.alerts[-1] = Alert("received", level, description, last.line_no)
+            return
+        trace.alerts.append(Alert("received", level, description, line_no))
+
+    @staticmethod
+    def _alert_sent(trace: HandshakeTrace, level: int | None, description: int | None, line_no: int) -> None:
+        last = trace.alerts[-1] if trace.alerts else None
+        if (
+            last is not None
+            and last.direction == "sent"
+            and (last.description is None or last.description == description)
+            and line_no - last.line_no <= _SAME_ALERT_LINES
+        ):
+            # `=> send alert message`, `send alert level=2 message=80`, the record in a dump: one alert.
+            if description is not None:
+                trace.alerts[-1] = Alert("sent", level, description, last.line_no)
+            return
+        trace.alerts.append(Alert("sent", level, description, line_no))
+
     def _add_error(
         self, trace: HandshakeTrace, code: int, function: str, line_no: int, stamp: float | None
     ) -> None:
@@ -408,6 +554,15 @@ class LogParser:
         if error.name not in NOT_FATAL:
             trace.step_errors.append(error)
             trace.waiting_for_input = False
+
+
+def _step_of_function(function: str) -> str | None:
+    """The handshake step a failing function belongs to: `ssl_parse_server_key_exchange()` is the
+    step `parse server key exchange`; `x509_verify_cert()` verifies the peer's certificate."""
+    name = function.split("(", 1)[0].removeprefix("mbedtls_").removeprefix("ssl_").replace("_", " ")
+    if name == "x509 verify cert":
+        return "parse certificate"
+    return name if name in STEPS and name not in APPLICATION_DATA_STEPS else None
 
 
 def _opt_int(value: object) -> int | None:

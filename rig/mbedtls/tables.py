@@ -257,6 +257,12 @@ OTHER_ERRORS: Final[dict[int, str]] = {
 }
 
 
+# Values that receive/send callbacks of known applications return instead of Mbed TLS codes.
+APPLICATION_CODES: Final[dict[int, str]] = {
+    -0x8000: "OpenVPN 3's would-block (CT_WOULD_BLOCK), which Mbed TLS does not know and treats as an error",
+}
+
+
 def _ssl_errors(version: str | None) -> dict[int, str]:
     if version is None or version.startswith("2."):
         specific = _SSL_ERRORS_2X

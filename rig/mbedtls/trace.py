@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rig.mbedtls import tables
-from rig.mbedtls.events import Event
+from rig.mbedtls.events import STEPS, Event
 
 # Return codes that do not end a handshake (the caller just calls again, or the library goes on).
 NOT_FATAL = frozenset(
@@ -35,6 +35,7 @@ class StateVisit:
     line_no: int
     host_time: float | None
     printed: str = "number"  # what the line showed ("number", "name", "both"): the rest is resolved
+    source: str = "library"  # "application": the application's own banner (`ssl->state = 17`)
 
     def label(self) -> str:
         """`12 (MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC)`, or whichever half is known."""
@@ -114,6 +115,14 @@ class HandshakeTrace:
     no_shared_cipher_line: int | None = None
     timeout_line: int | None = None
     handshake_entries: int = 0  # `=> handshake` lines: calls of the handshake step loop
+    # Handshake messages parsed or written (`=> parse certificate`, …): the states a log without
+    # state lines went through, as (step, line, host time); see `inferred_state`.
+    steps: list[tuple[str, int, float | None]] = field(default_factory=list)
+    inferred_role: str | None = None  # from the steps only one role runs
+    app_data_line: int | None = None  # mbedtls_ssl_read/write after the last handshake line
+    alert_record: Alert | None = None  # an alert record whose content the log has not shown (yet)
+    terminal_line: int | None = None  # a message that ends the handshake by itself (no shared suite)
+    alloc_problem_lines: list[int] = field(default_factory=list)
     _bytes_since_visit: bool = False
 
     @property
@@ -133,13 +142,51 @@ class HandshakeTrace:
         return None
 
     @property
+    def established(self) -> bool:
+        """Application data moved after the last handshake line: a session that was set up earlier."""
+        return self.app_data_line is not None
+
+    @property
+    def unread_alert(self) -> Alert | None:
+        """An alert record received whose level and description the log does not show.
+
+        Before the peer's ChangeCipherSpec an alert is plaintext, but a log at debug level 3 shows
+        only its record header; after it the alert is encrypted and only its length shows.
+        """
+        return self.alert_record
+
+    @property
     def failed(self) -> bool:
         """The handshake ended with an error (a fatal return code or a fatal alert), not completed."""
-        return not self.completed and (bool(self.step_errors) or self.fatal_alert_received is not None)
+        return not self.completed and (
+            bool(self.step_errors) or self.fatal_alert_received is not None or self.terminal_line is not None
+        )
+
+    def inferred_state(self, version: str | None) -> StateVisit | None:
+        """The state of the last handshake message the log shows being parsed or written.
+
+        For logs without state lines (debug level 1 or 2 with a message-only callback, or an
+        excerpt): `=> parse certificate` is SERVER_CERTIFICATE on a client and CLIENT_CERTIFICATE
+        on a server; mbedtls_ssl_read/write mean the handshake is over.
+        """
+        role = self.role or self.inferred_role
+        for step, line_no, stamp in reversed(self.steps):
+            client, server = STEPS[step]
+            if role == "client":
+                name = client
+            elif role == "server":
+                name = server
+            else:
+                name = client if server is None or client == server else (server if client is None else None)
+            if name is not None:
+                return StateVisit(
+                    tables.state_number(name, version), "MBEDTLS_SSL_" + name, line_no, stamp, "inferred"
+                )
+        return None
 
     @property
     def finished(self) -> bool:
-        return self.completed or self.failed
+        return self.completed or self.failed or self.alert_record is not None
 
     @property
     def protocol(self) -> str | None:

@@ -95,6 +95,7 @@ _LINES: Final[dict[tuple[str, str], list[tuple[int, str]]]] = {
         (4241, "3.1"),
     ],
     ("ssl_tls12_server.c", "server_state"): [(4322, "3.2"), (4228, "3.4"), (4319, "3.6"), (4304, "3.6")],
+    ("ssl_tls13_server.c", "server_state"): [(3451, "3.6"), (3463, "3.6")],
     ("ssl_tls.c", "handshake_start"): [
         (6306, "2.3"),
         (6335, "2.4"),
@@ -132,6 +133,7 @@ class VersionFingerprint:
         self._dirty = False
         self.banner: str | None = None
         self._seen_lines: set[tuple[str, str, int]] = set()
+        self.fetch_in_ssl_tls = False  # `=> fetch input` seen from ssl_tls.c (more of it adds nothing)
 
     def _restrict(self, versions: frozenset[str] | set[str]) -> None:
         narrowed = self.allowed & versions
@@ -174,6 +176,7 @@ class VersionFingerprint:
 
     def observe_fetch_in_ssl_tls(self) -> None:
         """`=> fetch input` printed from ssl_tls.c: a release before ssl_msg.c existed (≤ 2.20)."""
+        self.fetch_in_ssl_tls = True
         self._restrict(_V2_OLD)
 
     def observe_style(self, style: str) -> None:

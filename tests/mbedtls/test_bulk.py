@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rig.cli.logs import parse_log
-from rig.mbedtls import LogParser, diagnose_parser
+from rig.mbedtls import Event, LogParser, diagnose_parser
 from rig.mbedtls.bulk import feed_blocks
 from tests.mbedtls.conftest import LOGS
+from tests.mbedtls.real_logs import CORPUS
 
-LOG_FILES = sorted(LOGS.glob("*.log"))
+# The project's own logs and the public corpus (every prefix style the posts show).
+LOG_FILES = sorted(LOGS.glob("*.log")) + sorted(CORPUS.glob("*.log"))
 LOG_BYTES = {path.name: path.read_bytes() for path in LOG_FILES}
 
 
@@ -170,3 +173,37 @@ def test_edited_logs_give_the_same_result_in_bulk_as_line_by_line(
 )
 def test_arbitrary_bytes_give_the_same_result_in_bulk_as_line_by_line(data: bytes, block: int) -> None:
     assert _state(_bulk(data, block)) == _state(_line_by_line(data))
+
+
+def _esp_idf_style(data: bytes) -> bytes:
+    """The level-4 log as ESP-IDF prints it: `I (ms) mbedtls: file:line message`, a blank line after each."""
+    out = []
+    for number, line in enumerate(data.splitlines()):
+        m = re.match(rb"(ssl_\w+\.c):(\d+): \|(\d)\| 0x[0-9a-f]+: (.*)", line)
+        if m:
+            level = b"IDVV"[int(m.group(3)) - 1 : int(m.group(3))]
+            line = b"%s (%d) mbedtls: %s:%s %s" % (
+                level,
+                1000 + 3 * number,
+                m.group(1),
+                m.group(2),
+                m.group(4),
+            )
+        out += [line, b""]
+    return b"\n".join(out * 3) + b"\n"
+
+
+class _CountingParser(LogParser):
+    fed = 0
+
+    def feed(self, line: str | bytes, host_time: float | None = None) -> list[Event]:
+        self.fed += 1
+        return super().feed(line, host_time)
+
+
+def test_a_prefix_style_the_log_keeps_is_learned_and_skipped_like_a_bare_file_name() -> None:
+    data = _esp_idf_style(LOG_BYTES["mbedtls-2.28-complete-level4.log"])
+    bulk = _CountingParser()
+    feed_blocks(bulk, [data])
+    assert _state(bulk) == _state(_line_by_line(data))
+    assert bulk.fed < bulk.counts["lines"] / 5  # most lines never reach `feed`: the style was learned

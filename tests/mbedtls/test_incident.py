@@ -37,6 +37,7 @@ def test_the_failing_fragment_is_a_stall_in_client_state_12_after_sending_finish
         "stall_seconds": None,
         "evidence": [32, 45, 52],
         "summary": "",
+        "io": None,
         "attempts": 1,
         "attempt": 1,
         "lines": {"lines": 55, "mbedtls": 42, "app": 13, "blank": 0, "unknown": 0},
