@@ -261,6 +261,12 @@ def _io_result(trace: HandshakeTrace) -> dict[str, Any] | None:
         call = "send" if "send" in root.function or "flush" in root.function else "receive"
         if root.name in _IO_RESULTS:
             result, meaning = _IO_RESULTS[root.name]
+        elif root.name and root.name.startswith("MBEDTLS_ERR_") and root.function.startswith("ssl->f_"):
+            # A glue that refuses a record itself (Harmony's, bench.md §6) returns the library's own code.
+            result = "Mbed TLS error from the callback"
+            meaning = (
+                f"the application's {call} callback returned {root.name} itself, which Mbed TLS passed on"
+            )
         else:
             known = tables.APPLICATION_CODES.get(root.code)
             result = "application-defined code"

@@ -64,3 +64,12 @@ def test_the_boot_banner_names_the_release() -> None:
     parser.feed("[APP] Mbed TLS v3.6.0 ready")
     parser.feed("ssl_tls.c:4586: client state: MBEDTLS_SSL_SERVER_HELLO")
     assert (parser.version, parser.trace.states[0].number) == ("3.6", 2)
+
+
+def test_a_receive_glue_returning_mbedtls_own_error_is_not_called_application_defined() -> None:
+    # Harmony's glue (and the sim's) refuses an oversized record itself: f_recv returns -0x7200.
+    d = diagnose_lines((LOGS / "sim-mbedtls-in-4096-landline.log").read_text().splitlines())
+    assert d.category == "record_or_buffer_size"
+    assert d.io is not None and d.io["result"] == "Mbed TLS error from the callback"
+    assert "returned MBEDTLS_ERR_SSL_INVALID_RECORD itself" in d.summary
+    assert "not an Mbed TLS error code" not in d.summary
