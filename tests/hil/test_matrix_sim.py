@@ -139,6 +139,10 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     assert next(e for e in events if e["kind"] == "verdict")["verdict"] == "stalled"
     diff = (evidence / "diff.txt").read_text()
     assert "SERVER_CHANGE_CIPHER_SPEC" in diff
+    assert stall["quiet"] == "server"
+    assert "On the wire: the server went silent after the hub's" in str(stall["summary"])
+    assert "Finished (encrypted) (5 records, 1566 bytes" in str(stall["summary"])
+    assert (evidence / "wire.json").is_file()
     diagnosis = json.loads((evidence / "diagnosis.json").read_text())
     assert diagnosis["stall_after_s"] == 6 + 6 * 0.6
     assert diagnosis["diagnosis"]["stall_seconds"] >= diagnosis["stall_after_s"]
@@ -306,6 +310,53 @@ def test_a_programmer_without_its_target_is_an_outage_exit_3_after_two_attempts(
     assert list(suite.iter("failure")) == []
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert (props["bench"], props["bench_kind"]) == ("sim", "simulated")
+
+
+def test_release_builds_without_debug_output_get_their_debug_twins_verdicts_from_the_wire(
+    sim: dict[str, str], tmp_path: Path
+) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests_hil",
+        "-p",
+        "no:cacheprovider",
+        "--firmware-dir",
+        sim["FW"],
+    ]
+    done = run(
+        [*argv, "--variants", "tcp-rx-1460-release,tcp-rx-1024-release", "--results", str(tmp_path)], sim
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "3 passed, 1 xfailed" in done.stdout
+    cells = {
+        (c["variant"], c["path"]): c
+        for c in map(json.loads, (only_run(tmp_path) / "cells.jsonl").read_text().splitlines())
+    }
+    for cell in (
+        ("tcp-rx-1460-release", "landline"),
+        ("tcp-rx-1460-release", "satellite"),
+        ("tcp-rx-1024-release", "landline"),
+    ):
+        assert cells[cell]["verdict"] == "completed"
+        assert str(cells[cell]["ciphersuite"]).startswith("TLS-ECDHE-")
+    stall = cells[("tcp-rx-1024-release", "satellite")]
+    assert (stall["outcome"], stall["verdict"], stall["category"], stall["last_state"], stall["quiet"]) == (
+        "xfailed",
+        "stalled",
+        "stall_want_read",
+        "SERVER_CHANGE_CIPHER_SPEC",
+        "server",
+    )
+    summary = str(stall["summary"])
+    assert "from the wire: no Mbed TLS line on the UART" in summary
+    assert (
+        "the server went silent after the hub's Certificate, ClientKeyExchange, CertificateVerify, ChangeCipherSpec"
+        in summary
+    )
+    # Judged by the same stall rule as its debug twin: stall_after after the server's last byte.
+    assert 9.6 <= float(stall["seconds"]["reset_to_verdict"]) < 9.6 + 15
 
 
 def hil_with_fault_after_landline(
