@@ -78,6 +78,21 @@ def run(argv: list[str], env: dict[str, str], timeout: float = 600) -> subproces
     )
 
 
+def hil(sim: dict[str, str], variants: str, results: Path, *extra: str) -> list[str]:
+    """`pytest tests_hil` on the module's variant files, as a user runs it, with evidence in `results`."""
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests_hil",
+        "-p",
+        "no:cacheprovider",
+        "--firmware-dir",
+        sim["FW"],
+    ]
+    return [*argv, "--variants", variants, "--results", str(results), *extra]
+
+
 def only_run(results: Path) -> Path:
     runs = [p for p in results.iterdir() if p.is_dir() and not p.is_symlink()]
     assert len(runs) == 1, runs
@@ -88,10 +103,7 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     sim: dict[str, str], tmp_path: Path
 ) -> None:
     results, allure_dir = tmp_path / "results", tmp_path / "allure"
-    argv = [sys.executable, "-m", "pytest", "tests_hil", "-p", "no:cacheprovider", "--variants", INCIDENT]
-    argv += ["--firmware-dir", sim["FW"]]
-    argv += ["--results", str(results), "--alluredir", str(allure_dir)]
-    done = run(argv, sim)
+    done = run(hil(sim, INCIDENT, results, "--alluredir", str(allure_dir)), sim)
     print(done.stdout[-3000:])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "3 passed, 3 xfailed" in done.stdout
@@ -276,25 +288,7 @@ def test_a_programmer_without_its_target_is_an_outage_exit_3_after_two_attempts(
     assert fault.returncode == 0, fault.stdout + fault.stderr
     junit = tmp_path / "junit.xml"
     try:
-        argv = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests_hil",
-            "-p",
-            "no:cacheprovider",
-            "--firmware-dir",
-            sim["FW"],
-        ]
-        argv += [
-            "--variants",
-            "tcp-rx-1460,tcp-rx-1024",
-            "--results",
-            str(tmp_path),
-            "--junitxml",
-            str(junit),
-        ]
-        done = run(argv, sim)
+        done = run(hil(sim, "tcp-rx-1460,tcp-rx-1024", tmp_path, "--junitxml", str(junit)), sim)
     finally:
         run([*RIG, "sim", "fault", "programmer-no-target", "--clear"], sim)
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]
@@ -315,19 +309,7 @@ def test_a_programmer_without_its_target_is_an_outage_exit_3_after_two_attempts(
 def test_release_builds_without_debug_output_get_their_debug_twins_verdicts_from_the_wire(
     sim: dict[str, str], tmp_path: Path
 ) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "tests_hil",
-        "-p",
-        "no:cacheprovider",
-        "--firmware-dir",
-        sim["FW"],
-    ]
-    done = run(
-        [*argv, "--variants", "tcp-rx-1460-release,tcp-rx-1024-release", "--results", str(tmp_path)], sim
-    )
+    done = run(hil(sim, "tcp-rx-1460-release,tcp-rx-1024-release", tmp_path), sim)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "3 passed, 1 xfailed" in done.stdout
     cells = {
@@ -356,7 +338,7 @@ def test_release_builds_without_debug_output_get_their_debug_twins_verdicts_from
         in summary
     )
     # Judged by the same stall rule as its debug twin: stall_after after the server's last byte.
-    assert 9.6 <= float(stall["seconds"]["reset_to_verdict"]) < 9.6 + 15
+    assert float(stall["seconds"]["reset_to_verdict"]) >= 9.6  # never before stall_after (6 s + 6 × 0.6 s)
 
 
 def hil_with_fault_after_landline(
@@ -365,17 +347,7 @@ def hil_with_fault_after_landline(
     """`pytest tests_hil` on tcp-rx-1460 (landline, then satellite); `fault` is injected once the
     landline cell's record is written, `delay_s` later: it hits the satellite attempt, not the boot the
     session reads the DUT's banner from."""
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "tests_hil",
-        "-p",
-        "no:cacheprovider",
-        "--firmware-dir",
-        sim["FW"],
-    ]
-    argv += ["--variants", "tcp-rx-1460", "--results", str(results)]
+    argv = hil(sim, "tcp-rx-1460", results)
     process = subprocess.Popen(
         argv, cwd=REPO, env=sim, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -438,17 +410,7 @@ def test_a_dead_uplink_stops_its_path_before_any_cell_runs_on_it(sim: dict[str, 
     assert fault.returncode == 0, fault.stdout + fault.stderr
     try:
         check = run([*RIG, "bench", "check"], sim)
-        hil = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests_hil",
-            "-p",
-            "no:cacheprovider",
-            "--firmware-dir",
-            sim["FW"],
-        ]
-        done = run([*hil, "--variants", "tcp-rx-1460,tcp-rx-1024", "--results", str(tmp_path / "hil")], sim)
+        done = run(hil(sim, "tcp-rx-1460,tcp-rx-1024", tmp_path / "hil"), sim)
         argv = [*RIG, "gate", "tcp-rx-1460", *SIM_GATE, "--firmware-dir", sim["FW"], "--repeat", "1"]
         gate = run([*argv, "--results", str(tmp_path / "gate")], sim)
     finally:
