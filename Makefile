@@ -25,7 +25,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(STAMP) system-deps
+# labgrid's client and coordinator, in an environment of their own: its package brings pyserial-labgrid,
+# a fork that installs over pyserial's `serial` package the rig's UART driver is built on.
+LABGRID := build/labgrid/bin/labgrid-client
+$(LABGRID):
+	mkdir -p build
+	$(PYTHON) -m venv build/labgrid
+	build/labgrid/bin/pip install --quiet labgrid
+
+setup: $(STAMP) system-deps $(LABGRID)
 
 system-deps:
 	@tools/ensure-system-packages $(SYSTEM_PACKAGES)

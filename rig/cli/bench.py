@@ -21,9 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_bench, load_variant
-from rig.drivers.lease import BenchLease, describe
+from rig.drivers.lease import describe
 from rig.errors import ConfigError, InfrastructureError
-from rig.hil.bench import Bench
+from rig.hil.bench import Bench, Lease, make_lease
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -78,11 +78,9 @@ def lock() -> None:
     """The bench lease: who holds it; break it when its run is gone."""
 
 
-def _lease(bench_file: Path) -> BenchLease:
-    from rig.hil.bench import default_state_dir
-
-    config = _load(bench_file).model
-    return BenchLease(default_state_dir(config), config.name, "manual")
+def _lease(bench_file: Path) -> Lease:
+    loaded = _load(bench_file)
+    return make_lease(loaded.model, loaded.path.resolve().parent, "manual")
 
 
 @lock.command("status")

@@ -280,6 +280,23 @@ class ImagesConfig(Model):
     )
 
 
+class LabgridLeaseConfig(Model):
+    """The bench's place on a lab's labgrid coordinator: the run's lease is that place, acquired."""
+
+    coordinator: str = Field(description="the coordinator's HOST:PORT (labgrid-client -x)")
+    place: str = Field(description="the place this bench is in the lab (labgrid-client -p)")
+    client: str = Field(
+        "labgrid-client",
+        description="labgrid's client executable (a path relative to this file, or a name on PATH)",
+    )
+
+
+class LeaseConfig(Model):
+    """Who owns the bench for a run: the rig's own lease file in state_dir (default), or a labgrid place."""
+
+    labgrid: LabgridLeaseConfig | None = None
+
+
 class BenchConfig(Model):
     """A bench file."""
 
@@ -300,6 +317,7 @@ class BenchConfig(Model):
     state_dir: FilePath | None = Field(None, description="where lease and flash records live")
     provider: ProviderConfig | None = None
     images: ImagesConfig | None = None
+    lease: LeaseConfig = LeaseConfig()
 
     @property
     def simulated(self) -> bool:

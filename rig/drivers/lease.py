@@ -46,6 +46,8 @@ POLL_S = 0.2
 
 def describe(owner: dict[str, Any]) -> str:
     """`alice@bench-pc pid 4242 (nightly) since 09:12:03` for messages and `rig bench lock status`."""
+    if "holder" in owner:  # a labgrid place (rig.drivers.labgrid): the coordinator knows host/user only
+        return f"{owner['holder']} (labgrid place {owner.get('place', '?')})"
     since = datetime.fromtimestamp(float(owner.get("since", 0))).strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"{owner.get('user', '?')}@{owner.get('host', '?')} pid {owner.get('pid', '?')} "

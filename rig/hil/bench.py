@@ -34,6 +34,7 @@ from types import TracebackType
 
 from rig.config import BenchConfig, Loaded, VariantConfig
 from rig.drivers.cloud import CloudEvents
+from rig.drivers.labgrid import LabgridPlace
 from rig.drivers.lease import BenchLease, describe
 from rig.drivers.part import Part
 from rig.drivers.programmers import Programmer, ProgramResult, image_sha256, make_programmer
@@ -73,6 +74,25 @@ def _relative_to(location: str, folder: Path) -> str:
     return str(folder / location)
 
 
+Lease = BenchLease | LabgridPlace
+
+
+def make_lease(
+    config: BenchConfig, folder: Path, purpose: str, *, events: EventLog | None = None, timeout: float = 0.0
+) -> Lease:
+    """The bench's lease as its file says: a labgrid place (`lease.labgrid`), else the rig's own lease file."""
+    state_dir = default_state_dir(config)
+    labgrid = config.lease.labgrid
+    if labgrid is not None:
+        client = (
+            labgrid.model_copy(update={"client": _relative_to(labgrid.client, folder)})
+            if "/" in labgrid.client
+            else labgrid
+        )
+        return LabgridPlace(client, state_dir, config.name, purpose, events=events, acquire_timeout=timeout)
+    return BenchLease(state_dir, config.name, purpose, events=events, acquire_timeout=timeout)
+
+
 def default_state_dir(config: BenchConfig) -> Path:
     """Where lease and flash records live when the bench file has no `state_dir`."""
     return config.state_dir or Path.home() / ".cache" / "rig" / config.name
@@ -94,10 +114,10 @@ class Bench:
         self.events = events if events is not None else EventLog()
         self.state_dir = default_state_dir(self.config)
         dut = self.config.dut
-        self.lease = BenchLease(
-            self.state_dir, self.config.name, purpose, events=self.events, acquire_timeout=lease_timeout
-        )
         folder = loaded.path.resolve().parent
+        self.lease: Lease = make_lease(
+            self.config, folder, purpose, events=self.events, timeout=lease_timeout
+        )
         self.uart = Uart(
             _relative_to(dut.uart.url, folder),
             dut.uart.baud,
