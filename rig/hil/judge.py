@@ -92,9 +92,8 @@ class Witnesses:
     last_line_at: float | None = None  # host monotonic time of the judged boot's last UART line
     cloud: Literal["unwatched", "waiting", "connected"] = "unwatched"
     wire: WireView | None = None  # the capture so far (None: the bench does not capture)
-    wall_minus_mono: float = (
-        0.0  # the host's wall clock minus its monotonic clock: puts the wire on the UART's axis
-    )
+    # The host's wall clock minus its monotonic clock: puts the capture's times on the UART's axis.
+    wall_minus_mono: float = 0.0
 
     @property
     def booted(self) -> Boot | None:
@@ -137,7 +136,7 @@ def judge(w: Witnesses, rules: Rules, now: float, *, final: bool) -> Judgement |
     if waited and (gap := _uart_gap(w, now)) is not None:
         return gap
     facts = wire_facts(w)
-    if (missed := _uart_behind_wire(w, facts, now, rules)) is not None:
+    if (missed := _uart_behind_wire(w, facts, now)) is not None:
         return _uart_gap(w, now) or missed  # the driver's gaps say more precisely what was missed
     if boot is None and now - w.reset_at < rules.boot_s and not final:
         return None  # a DUT that prints a banner has not booted yet
@@ -150,7 +149,7 @@ def judge(w: Witnesses, rules: Rules, now: float, *, final: bool) -> Judgement |
             judgement.quiet, said = _who_went_quiet(facts, now)
             judgement.summary += f" On the wire: {said}."
         return judgement
-    if not logged and facts is not None and (from_wire := _from_wire(w, facts, now, rules, diagnosis, suite)):
+    if not logged and facts is not None and (from_wire := _from_wire(facts, now, rules, diagnosis, suite)):
         return from_wire
     handshake_over = diagnosis.outcome == "completed" or (
         not logged and facts is not None and facts.completed
@@ -464,7 +463,7 @@ _WAITING_AFTER: tuple[tuple[str, str], ...] = (
 )
 
 
-def _uart_behind_wire(w: Witnesses, facts: WireFacts | None, now: float, rules: Rules) -> Judgement | None:
+def _uart_behind_wire(w: Witnesses, facts: WireFacts | None, now: float) -> Judgement | None:
     """A UART that shows no banner, or fell silent, while the wire shows the DUT's handshake: a bench problem."""
     if facts is None or facts.client_hello_at is None:
         return None
@@ -517,7 +516,7 @@ def _who_went_quiet(facts: WireFacts, now: float) -> tuple[str, str]:
 
 
 def _from_wire(
-    w: Witnesses, facts: WireFacts, now: float, rules: Rules, diagnosis: Diagnosis, suite: str | None
+    facts: WireFacts, now: float, rules: Rules, diagnosis: Diagnosis, suite: str | None
 ) -> Judgement | None:
     """The verdict when the UART has no Mbed TLS lines: failed or stalled from the wire, else None."""
     if facts.alert is not None and not facts.completed:
