@@ -55,6 +55,7 @@ def sim() -> None:
               help="how long the programmer takes to program an image")  # fmt: skip
 @click.option("--firmware-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="variant files to build images for (default: firmware_configs next to benches/)")  # fmt: skip
+@click.option("--name", default=None, help="the bench's name in DIR/bench.yaml (default: the bench file's)")
 def up(
     folder: Path | None,
     bench: Path,
@@ -62,8 +63,10 @@ def up(
     reenumerate: bool,
     program_seconds: float,
     firmware_dir: Path | None,
+    name: str | None,
 ) -> None:
-    """Start every part, build missing or stale images, write DIR/bench.env; return when all answer."""
+    """Start every part, build missing or stale images, write DIR/bench.env and DIR/bench.yaml (this sim's
+    own bench file); return when all answer."""
     simulation = _sim(folder)
     start = time.monotonic()
 
@@ -71,7 +74,7 @@ def up(
         console.print(f"[dim]{time.monotonic() - start:6.1f}s[/] {message}")
 
     options = UpOptions(
-        uart=uart, reenumerate=reenumerate, program_s=program_seconds, firmware_dir=firmware_dir
+        uart=uart, reenumerate=reenumerate, program_s=program_seconds, firmware_dir=firmware_dir, name=name
     )
     simulation.up(bench, options, progress)
     if folder is not None and simulation.dir != default_dir().resolve():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from rig.config import BenchConfig, load_bench
 from rig.errors import ConfigError, InfrastructureError
@@ -54,6 +57,7 @@ class UpOptions:
     program_s: float = programmer.DEFAULT_PROGRAM_S
     tool_serial: str = "BURSIM000001"
     firmware_dir: Path | None = None
+    name: str | None = None  # the bench's name in DIR/bench.yaml (default: the bench file's)
 
 
 class Sim:
@@ -220,7 +224,45 @@ class Sim:
         state["env"] = env
         state["up"] = True
         self._save_state(state)
-        progress(f"sim up in {self.dir}")
+        self.write_bench_file(bench_path, options)
+        progress(f"sim up in {self.dir} (its own bench file: {self.bench_file})")
+
+    @property
+    def bench_file(self) -> Path:
+        return self.dir / "bench.yaml"
+
+    def write_bench_file(self, bench_path: Path, options: UpOptions) -> Path:
+        """DIR/bench.yaml: the bench file with this sim's folder in it, so that it names this sim alone.
+
+        `benches/sim.yaml` finds its sim through `$RIG_SIM_DIR`; a pool of sims in one run needs one
+        bench file each, with its own name (its lease and state), folder and provider commands.
+        """
+        text = _SIM_DIR_REF.sub(str(self.dir), bench_path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
+        if options.name:
+            data["name"] = options.name
+        firmware_dir = (options.firmware_dir or bench_path.parent.parent / "firmware_configs").resolve()
+        sim = ["{python}", "-m", "rig", "sim"]
+        up = [*sim, "up", "--bench", "{bench}", "--dir", str(self.dir), "--firmware-dir", str(firmware_dir)]
+        up += [
+            "--name",
+            str(data["name"]),
+            "--uart",
+            options.uart,
+            "--program-seconds",
+            f"{options.program_s:g}",
+        ]
+        data["provider"] = {
+            "up": [*up, "--reenumerate"] if options.reenumerate else up,
+            "down": [*sim, "down", "--dir", str(self.dir)],
+            "status": [*sim, "status", "--dir", str(self.dir), "--quiet"],
+            "env_file": str(self.dir / "bench.env"),
+        }
+        header = f"# Written by `rig sim up` from {bench_path.resolve()}: the bench file of the sim in {self.dir}.\n"
+        tmp = self.bench_file.with_suffix(".tmp")
+        tmp.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        tmp.replace(self.bench_file)
+        return self.bench_file
 
     def _build_stale(
         self, bench_path: Path, bench: BenchConfig, options: UpOptions, progress: Progress
@@ -379,6 +421,9 @@ class Sim:
             return None
         name = variant_of(source)
         return f"{name} ({Path(source).name})" if name else Path(source).name
+
+
+_SIM_DIR_REF = re.compile(r"\$\{RIG_SIM_DIR(?::-[^}]*)?\}")
 
 
 def simulated_bench(path: Path) -> BenchConfig:

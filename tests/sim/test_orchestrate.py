@@ -332,3 +332,19 @@ def test_up_refuses_a_bench_file_that_is_not_simulated(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "kind: `real`: the simulated bench only runs a bench file of `kind: simulated`" in result.stderr
     assert not (sim.dir / "sim.json").exists()
+
+
+def test_up_writes_a_bench_file_of_its_own_that_names_this_sim_alone(running: SimFolder) -> None:
+    own = running.dir / "bench.yaml"
+    saved = os.environ.pop("RIG_SIM_DIR", None)
+    try:  # no $RIG_SIM_DIR: the file alone finds its sim
+        bench = load_bench(own).model
+    finally:
+        if saved is not None:
+            os.environ["RIG_SIM_DIR"] = saved
+    assert bench.kind == "simulated" and bench.state_dir == running.dir / "state"
+    assert bench.images is not None and bench.images.dir == running.dir / "images"
+    assert bench.provider is not None and bench.provider.env_file == running.dir / "bench.env"
+    assert bench.provider.up[bench.provider.up.index("--dir") + 1] == str(running.dir)
+    assert bench.dut.uart.url == read_env_file(running.dir / "bench.env")["RIG_SIM_UART_URL"]
+    assert "RIG_SIM_DIR" not in own.read_text()
