@@ -80,7 +80,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bench",
         default=None,
         metavar="FILE",
-        help=f"bench file to run on (default {DEFAULT_BENCH}, the simulated bench, started if needed)",
+        help=f"bench file to run on (else $RIG_BENCH, else ini rig_bench, else {DEFAULT_BENCH}, the simulated bench)",
     )
     group.addoption(
         "--variants", default=None, metavar="A,B", help="only these variants (names, comma-separated)"
@@ -92,6 +92,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="folder of variant files (default firmware_configs)",
     )
+    parser.addini("rig_bench", "bench file to run on when neither --bench nor RIG_BENCH is given", default="")
     group.addoption("--repeat", type=int, default=1, metavar="N", help="run every cell N times")
     group.addoption(
         "--results", default="results", metavar="DIR", help="evidence folder: DIR/<run-id>/ (default results)"
@@ -99,10 +100,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def bench_file(config: pytest.Config) -> Path | None:
-    """The bench file this run uses: --bench, else the default one when the repository has it."""
-    option = config.getoption("--bench")
-    if option:
-        return Path(option)
+    """The bench file this run uses: --bench, else RIG_BENCH, else the `rig_bench` ini option, else the
+    simulated bench when the repository has it."""
+    for value in (config.getoption("--bench"), os.environ.get("RIG_BENCH"), config.getini("rig_bench")):
+        if value:
+            return Path(value)
     default = Path(config.rootpath) / DEFAULT_BENCH
     return default if default.is_file() else None
 
