@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pytester_project import Project
 
 import rig
@@ -254,3 +255,24 @@ def test_a_dut_booting_another_image_than_the_one_programmed_is_a_bench_problem(
     error = project.cells()[-1]["error"]
     assert isinstance(error, str)
     assert error.startswith(f"tcp-rx-1024-landline: the DUT booted image sha256 {'ab' * 32} but {'0' * 64}")
+
+
+def test_without_bench_the_bench_comes_from_rig_bench_then_the_ini_option(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester = project.pytester
+    monkeypatch.setenv("RIG_BENCH", "benches/bench.yaml")
+    text = pytester.runpytest("-p", "no:cacheprovider", "--markers").stdout.str()
+    assert "@pytest.mark.satellite: cells on the satellite path (600 ms RTT)" in text
+
+    monkeypatch.setenv("RIG_BENCH", "benches/missing-from-env.yaml")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--markers")
+    assert "benches/missing-from-env.yaml: file not found" in result.stderr.str()
+    # --bench wins over the environment
+    result = project.run("--markers")
+    assert "@pytest.mark.landline: cells on the landline path (30 ms RTT)" in result.stdout.str()
+
+    monkeypatch.delenv("RIG_BENCH")
+    pytester.makeini("[pytest]\nrig_bench = benches/missing-from-ini.yaml\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--markers")
+    assert "benches/missing-from-ini.yaml: file not found" in result.stderr.str()
