@@ -88,10 +88,14 @@ def compare(dumps: list[Dump], stream: bytes) -> Comparison:
     result = Comparison()
     offset = 0
     for index, dump in enumerate(dumps, 1):
+        if offset + len(dump.data) > len(stream):
+            rest = len(dumps) - index + 1
+            result.not_compared.append(
+                f"records {index}-{len(dumps)} ({rest} records): the capture ends at stream offset "
+                f"{len(stream)}, before the bytes the stack read"
+            )
+            return result
         for i, byte in enumerate(dump.data):
-            if offset + i >= len(stream):
-                result.not_compared.append(f"record {index}: the capture ends at stream offset {len(stream)}")
-                break
             result.compared += 1
             if stream[offset + i] != byte:
                 result.differences.append(Difference(offset + i, index, stream[offset + i], byte))

@@ -32,3 +32,13 @@ def test_incomplete_dump_says_what_it_could_not_compare():
     result = compare(input_dumps(log), wire)
     assert result.compared == 32
     assert "16 of 48 bytes not in the log" in result.not_compared[0]
+
+
+def test_a_capture_ending_early_is_said_once_and_nothing_past_it_is_compared():
+    wire = bytes(range(40))
+    log = _dump("|4| ", wire[:10]) + _dump("|4| ", wire[10:30]) + _dump("|4| ", wire[30:])
+    result = compare(input_dumps(log), wire[:20])
+    assert result.compared == 10 and not result.differences
+    assert result.not_compared == [
+        "records 2-3 (2 records): the capture ends at stream offset 20, before the bytes the stack read"
+    ]
