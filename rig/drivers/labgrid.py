@@ -149,15 +149,15 @@ class LabgridPlace(Part):
                     )
                 time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
                 continue
+            if wait > 0 and not announced:  # said once, also when the holder outlasts the wait at once
+                self.events.emit("lease_waiting", "labgrid", owner=holder)
+                announced = True
             if time.monotonic() >= deadline:
                 raise InfrastructureError(
                     f"{self.where} is held by {holder['holder']} — wait for it to be released, or ask its holder to "
                     f"run `labgrid-client -x {self.config.coordinator} -p {self.config.place} release`",
                     part="lease",
                 )
-            if not announced:
-                self.events.emit("lease_waiting", "labgrid", owner=holder)
-                announced = True
             time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
         self._held = True
         self.state_dir.mkdir(parents=True, exist_ok=True)
