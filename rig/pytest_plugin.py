@@ -20,6 +20,7 @@ the bench session is `rig.hil.session`, files and tables are `rig.report`.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -32,15 +33,24 @@ import pytest
 from rich.console import Console
 
 from rig import __version__
-from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_bench, load_variants
+from rig.config import (
+    DEFAULT_BENCH,
+    BenchConfig,
+    Loaded,
+    VariantConfig,
+    expand_benches,
+    load_bench,
+    load_variants,
+)
 from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
 from rig.hil.attempt import CellBench
 from rig.hil.matrix import AttemptCounter, Breaker, Cell, CellSpec, Comparisons, order_cells, plan
+from rig.hil.pool import open_pool, same_shape
 from rig.report.attachments import attach_attempt, attach_files, label_cell, write_environment
 from rig.report.evidence import RunFolder, write_json
 from rig.report.provenance import rig_commit
 from rig.report.records import Outcome
-from rig.report.table import flaky_cells, matrix_table, summarize
+from rig.report.table import flaky_cells, matrix_table, programmed_per_bench, summarize
 
 BenchFactory = Callable[[Path, pytest.Config], AbstractContextManager[CellBench]]
 
@@ -59,12 +69,14 @@ class RigState:
     comparisons: Comparisons = field(default_factory=Comparisons)
     breaker: Breaker = field(default_factory=Breaker)
     announced_trips: set[str | None] = field(default_factory=set)
+    run_id: str | None = None  # given by the xdist controller to its workers: one run, one folder
+    pool: list[str] = field(default_factory=list)  # the benches' names, in a pool run's controller
     bench_problems: int = 0  # tests that ended in a bench problem (errors)
     other_failures: int = 0  # tests that failed for any other reason (the firmware, a test's own bug)
 
     def run_folder(self) -> RunFolder:
         if self.run is None:
-            self.run = RunFolder(self.results)
+            self.run = RunFolder(self.results, self.run_id)
         return self.run
 
 
@@ -78,9 +90,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rig", "hardware-in-the-loop bench")
     group.addoption(
         "--bench",
+        action="append",
         default=None,
         metavar="FILE",
-        help=f"bench file to run on (else $RIG_BENCH, else ini rig_bench, else {DEFAULT_BENCH}, the simulated bench)",
+        help=f"bench file to run on (else $RIG_BENCH, else ini rig_bench, else {DEFAULT_BENCH}, the simulated "
+        "bench); give it several times, or name a pool file, to spread the cells over benches with -n N",
     )
     group.addoption(
         "--variants", default=None, metavar="A,B", help="only these variants (names, comma-separated)"
@@ -99,14 +113,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def bench_file(config: pytest.Config) -> Path | None:
-    """The bench file this run uses: --bench, else RIG_BENCH, else the `rig_bench` ini option, else the
-    simulated bench when the repository has it."""
-    for value in (config.getoption("--bench"), os.environ.get("RIG_BENCH"), config.getini("rig_bench")):
-        if value:
-            return Path(value)
-    default = Path(config.rootpath) / DEFAULT_BENCH
-    return default if default.is_file() else None
+def bench_files(config: pytest.Config) -> list[Path]:
+    """The bench files this run uses, pool files expanded: --bench (repeatable), else RIG_BENCH, else the
+    `rig_bench` ini option, else the simulated bench when the repository has it; on an xdist worker, the
+    one bench the controller gave it."""
+    workerinput = getattr(config, "workerinput", {})
+    if "rig_bench" in workerinput:
+        return [Path(workerinput["rig_bench"])]
+    if config.getoption("--bench"):
+        given = [Path(value) for value in config.getoption("--bench")]
+    else:
+        value = os.environ.get("RIG_BENCH") or config.getini("rig_bench")
+        if not value:
+            default = Path(config.rootpath) / DEFAULT_BENCH
+            return [default] if default.is_file() else []
+        given = [Path(value)]
+    try:
+        return expand_benches(given)
+    except ConfigError as exc:
+        raise pytest.UsageError("\n".join(exc.lines())) from None
 
 
 def _existing(config: pytest.Config, option: str) -> Path:
@@ -121,13 +146,17 @@ def _existing(config: pytest.Config, option: str) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "release: cells of variants marked `release: true`")
     config.addinivalue_line("markers", "nightly: part of the nightly bench run")
-    path = bench_file(config)
-    bench = None
-    if path is not None:
+    paths = bench_files(config)
+    benches = []
+    for path in paths:
         try:
-            bench = load_bench(path)
+            benches.append(load_bench(path))
         except ConfigError as exc:
             raise pytest.UsageError("\n".join(exc.lines())) from None
+    if len(benches) > 1 and (problems := same_shape(benches)):
+        raise pytest.UsageError("\n".join(problems))
+    bench = benches[0] if benches else None
+    if bench is not None:
         for name, spec in bench.model.paths.items():
             config.addinivalue_line("markers", f"{name}: cells on the {name} path ({spec.rtt_ms:g} ms RTT)")
     if config.getoption("--repeat") < 1:
@@ -140,7 +169,138 @@ def pytest_configure(config: pytest.Config) -> None:
         except ConfigError as exc:
             raise pytest.UsageError("\n".join(exc.lines())) from None
         _names(config, "--variants", [v.model.name for v in variants], "variant")
-    config.stash[STATE_KEY] = RigState(path, bench, Path(config.getoption("--results")))
+    workerinput = getattr(config, "workerinput", {})
+    state = RigState(paths[0] if paths else None, bench, Path(config.getoption("--results")))
+    state.run_id = workerinput.get("rig_run_id")
+    config.stash[STATE_KEY] = state
+    config.pluginmanager.register(OutcomeCounter(state), "rig-outcomes")
+    if _is_worker(config) or not _runs_cells(config):
+        return
+    if _distributed(config):
+        config.pluginmanager.register(PoolController(config, state, paths), "rig-pool")
+    elif len(paths) > 1:
+        raise pytest.UsageError(
+            f"{len(paths)} benches given: run them as a pool with pytest-xdist, `-n {len(paths)}` "
+            "(or `-n auto`: one worker per bench), or give one --bench"
+        )
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` on the HIL suite: one worker per bench given (pytest-xdist's default elsewhere)."""
+    if not _runs_cells(config):
+        return None
+    return len(bench_files(config)) or None
+
+
+def _distributed(config: pytest.Config) -> bool:
+    """Whether pytest-xdist will run this session's tests in workers (`-n N`)."""
+    return bool(getattr(config.option, "tx", None)) and getattr(config.option, "dist", "no") != "no"
+
+
+def _runs_cells(config: pytest.Config) -> bool:
+    """Whether this run collects from the HIL suite (`testpaths`): `pytest tests -n 2`, the rig's own
+    tests, brings up no bench."""
+    suites = [Path(config.rootpath, p).resolve() for p in config.getini("testpaths")]
+    if not suites:
+        return True
+    for arg in config.args:
+        target = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if any(target == s or s in target.parents or target in s.parents for s in suites):
+            return True
+    return False
+
+
+class PoolController:
+    """The xdist controller's side of a pool: benches checked before the workers start, one per worker.
+
+    Registered only in the controller of a distributed run. Brings up and preflights every bench
+    (`rig.hil.pool.open_pool`), drops the failing ones with one line each, exits 3 with none left,
+    runs as many workers as there are healthy benches (or fewer with `-n N`), gives each worker its
+    bench and the run's id, schedules the cells by variant (`VariantScheduling`) unless `--dist` was
+    given, and stops at the end the provided benches it started.
+    """
+
+    def __init__(self, config: pytest.Config, state: RigState, paths: list[Path]) -> None:
+        self.config = config
+        self.state = state
+        self.pool = open_pool(paths, self.say)
+        if not self.pool.members:
+            self.pool.stop_started(self.say)
+            pytest.exit(f"no bench of the pool is usable ({len(paths)} tried, see above)", returncode=3)
+        wanted = int(config.option.numprocesses or len(paths))
+        workers = min(wanted, len(self.pool.members))
+        if workers < wanted:
+            self.say(
+                f"rig: {len(self.pool.members)} usable bench(es) for -n {wanted}: running {workers} worker(s)"
+            )
+        config.option.numprocesses = workers
+        config.option.tx = ["popen"] * workers
+        state.run = RunFolder(state.results)
+        state.pool = [m.name for m in self.pool.members]
+
+    def say(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, flush=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Before xdist starts the workers: they get a copy of these options. The controller's own
+        # allure plugin cleaned the results folder already; a worker cleaning it would race the others.
+        if hasattr(self.config.option, "clean_alluredir"):
+            self.config.option.clean_alluredir = False
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        index = int(str(node.gateway.id).removeprefix("gw") or 0) % len(self.pool.members)
+        assert self.state.run is not None
+        node.workerinput["rig_bench"] = str(self.pool.members[index].path)
+        node.workerinput["rig_run_id"] = self.state.run.run_id
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if _dist_given(config):
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        assert self.state.bench is not None
+        paths = list(self.state.bench.model.paths)
+
+        class VariantScheduling(LoadScopeScheduling):  # type: ignore[misc]
+            """Whole variants to a worker: each image programmed once per bench, paths snaking."""
+
+            def _split_scope(self, nodeid: str) -> str:
+                return variant_of_test(nodeid, paths) or nodeid
+
+        return VariantScheduling(config, log)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.pool.stop_started(self.say)
+
+
+def _dist_given(config: pytest.Config) -> bool:
+    """Whether the user chose an xdist schedule (`--dist …`, `-d`) on the command line or in PYTEST_ADDOPTS."""
+    args = [*config.invocation_params.args, *os.environ.get("PYTEST_ADDOPTS", "").split()]
+    return any(a in ("--dist", "-d", "--distload") or a.startswith("--dist=") for a in args)
+
+
+def variant_of_test(nodeid: str, paths: list[str]) -> str | None:
+    """The variant of a cell's test id (`…[tcp-rx-1024-satellite]`, `…[tcp-rx-1024-satellite-r2]`)."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    param = nodeid[nodeid.rindex("[") + 1 : -1]
+    for path in paths:
+        match = re.fullmatch(rf"(.+)-{re.escape(path)}(?:-r\d+)?", param)
+        if match:
+            return match.group(1)
+    return None
 
 
 # ------------------------------------------------------------------------------------- the matrix
@@ -245,6 +405,8 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
                 writer.line(f"rig: {state.bench_path} is a provided bench: bringing it up unless it is up")
             opened = context.__enter__()
     except InfrastructureError as exc:
+        if _is_worker(request.config):
+            raise  # every cell of this worker is a bench problem; the controller's run goes on and exits 3
         pytest.exit(f"bench {state.bench_path} is not usable: {exc}", returncode=3)
     except ConfigError as exc:
         pytest.exit("\n".join(exc.lines()), returncode=2)
@@ -305,12 +467,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     infrastructure = call.excinfo is not None and isinstance(call.excinfo.value, InfrastructureError)
     if infrastructure:
         report.user_properties.append(("rig_infrastructure", True))
-    state = item.config.stash.get(STATE_KEY, None)
-    if state is not None and report.failed:
-        if infrastructure:
-            state.bench_problems += 1
-        else:
-            state.other_failures += 1
     if the_cell is None or the_cell.attempt is None:
         return report
     if (report.when == "setup" and report.failed) or report.when == "call":
@@ -345,6 +501,22 @@ def _add_comparison(state: RigState, the_cell: Cell) -> None:
         attach_files(written, title)
 
 
+class OutcomeCounter:
+    """Counts bench problems apart from other failures where the exit code is decided: in the process
+    that runs the session, or in the xdist controller, from the reports its workers send."""
+
+    def __init__(self, state: RigState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not report.failed:
+            return
+        if ("rig_infrastructure", True) in report.user_properties:
+            self.state.bench_problems += 1
+        else:
+            self.state.other_failures += 1
+
+
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
     """A bench problem is an error (E), whatever phase it happened in — never a firmware failure."""
     if report.failed and ("rig_infrastructure", True) in getattr(report, "user_properties", ()):
@@ -371,8 +543,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ):
         session.exitstatus = 3
         exitstatus = 3
-    if state.run is None:
-        return
+    if state.run is None or _is_worker(session.config):
+        return  # a worker's records are the controller's to sum up
     records = state.run.cells.read()
     cells = [
         {
@@ -394,6 +566,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     about = {
         "bench": str(state.bench_path),
         "bench_name": bench.name if bench else None,
+        "pool": ", ".join(state.pool) or None,
         "bench_kind": bench.kind if bench else None,
         "simulated": bench.simulated if bench else None,
         "rig_version": __version__,
@@ -428,10 +601,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     console = Console(file=buffer, width=width, force_terminal=terminalreporter.hasmarkup, highlight=False)
     bench = state.bench.model if state.bench else None
     kind = ", SIMULATED bench" if bench is not None and bench.simulated else ""
-    title = f"HIL matrix on bench `{bench.name if bench else '?'}` (run {state.run.run_id}{kind})"
+    on = (
+        f"benches {', '.join(f'`{n}`' for n in state.pool)}"
+        if state.pool
+        else f"bench `{bench.name if bench else '?'}`"
+    )
+    title = f"HIL matrix on {on} (run {state.run.run_id}{kind})"
     console.print(matrix_table(records, title=title))
     if bench is not None and bench.simulated:
         console.print("[yellow]simulated bench: these verdicts are not a release verdict[/]")
+    if state.pool:
+        for line in programmed_per_bench(records):
+            console.print(line)
     flaky = flaky_cells(records)
     if flaky:
         names = ", ".join(f"{s.variant}-{s.path}" for s in flaky)

@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from rig.config.files import SourceFile, read_yaml, validation_problems
-from rig.config.models import RESERVED_PATH_NAMES, BenchConfig, VariantConfig
+from rig.config.models import RESERVED_PATH_NAMES, BenchConfig, PoolConfig, VariantConfig
 from rig.errors import ConfigError
 
 DEFAULT_BENCH = Path("benches/sim.yaml")
@@ -118,10 +118,11 @@ class _Permissive(dict[str, str]):
 _PERMISSIVE = _Permissive()
 
 
-def load_bench(path: Path | str) -> Loaded[BenchConfig]:
-    """Read and validate a bench file; raises ConfigError listing every problem."""
+def load_bench(path: Path | str, env: dict[str, str] | None = None) -> Loaded[BenchConfig]:
+    """Read and validate a bench file (its `${VAR}`s from `env`, by default the process's environment);
+    raises ConfigError listing every problem."""
     path = Path(path)
-    source = read_yaml(path, bench_env(path))
+    source = read_yaml(path, bench_env(path, env))
     bench = _validate(BenchConfig, source)
     problems = bench_problems(bench, source)
     if problems:
@@ -165,6 +166,46 @@ def bench_problems(bench: BenchConfig, source: SourceFile) -> list[str]:
     if bench.capture and bench.capture.host not in bench.ssh_hosts:
         problems.append(source.problem(("capture", "host"), f"`{bench.capture.host}` is not among ssh_hosts"))
     return problems
+
+
+def is_pool_file(path: Path) -> bool:
+    """Whether `path` is a pool file (a top-level `pool:` list of bench files) rather than a bench file."""
+    try:
+        source = read_yaml(path, _PERMISSIVE)
+    except ConfigError:
+        return False  # a broken file is reported by the loader that reads it as a bench
+    return "pool" in source.data
+
+
+def load_pool(path: Path | str) -> list[Path]:
+    """The bench files a pool file lists, resolved against its folder; each must exist, none twice."""
+    path = Path(path)
+    source = read_yaml(path)
+    pool = _validate(PoolConfig, source)
+    benches: list[Path] = []
+    problems: list[str] = []
+    for index, name in enumerate(pool.pool):
+        bench = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not bench.is_file():
+            problems.append(source.problem(("pool", index), f"{bench}: no such bench file — check the path"))
+        elif bench.resolve() in {b.resolve() for b in benches}:
+            problems.append(source.problem(("pool", index), f"{name} is listed twice: one worker per bench"))
+        else:
+            benches.append(bench)
+    if problems:
+        raise ConfigError(problems[0], problems=problems)
+    return benches
+
+
+def expand_benches(paths: list[Path]) -> list[Path]:
+    """Bench files as given (`--bench` repeated), each pool file replaced by the benches it lists."""
+    benches: list[Path] = []
+    for path in paths:
+        for bench in load_pool(path) if is_pool_file(path) else [path]:
+            if bench.resolve() in {b.resolve() for b in benches}:
+                raise ConfigError(f"{bench}: given twice as a bench of this run — one worker per bench")
+            benches.append(bench)
+    return benches
 
 
 def load_variant(path: Path | str) -> Loaded[VariantConfig]:

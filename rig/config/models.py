@@ -440,3 +440,12 @@ class VariantConfig(Model):
     def expectation(self, path: str) -> Expectation:
         """What this variant should do on `path`; a path not listed is expected to pass."""
         return self.expect.get(path) or self.expect.get("*") or Expectation(outcome="pass")
+
+
+class PoolConfig(Model):
+    """A pool file: the benches one run spreads its cells over (`--bench pool.yaml -n auto`)."""
+
+    description: str = ""
+    pool: list[str] = Field(
+        min_length=1, description="bench files, relative to this file; each is leased by one worker"
+    )

@@ -205,8 +205,8 @@ class Cell:
                 self.prepare()
 
     def _new_attempt(self) -> Attempt:
-        number = self._attempt_number(cell_id(self.spec.name, self.spec.path))
-        folder = self.run.attempt_dir(self.spec.name, self.spec.path, number)
+        wanted = self._attempt_number(cell_id(self.spec.name, self.spec.path))
+        number, folder = self.run.attempt_dir(self.spec.name, self.spec.path, wanted)
         return Attempt(self.bench, self.spec.variant, self.spec.path, number, folder, repeat=self.spec.repeat)
 
     def _retry_after(self, exc: InfrastructureError) -> bool:

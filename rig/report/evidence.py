@@ -58,11 +58,19 @@ class RunFolder:
         except OSError:
             pass  # a convenience link only; a filesystem without symlinks still gets the run folder
 
-    def attempt_dir(self, variant: str, path: str, attempt: int) -> Path:
-        """The (new, empty) folder for one attempt of a cell."""
-        folder = self.root / cell_id(variant, path) / str(attempt)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+    def attempt_dir(self, variant: str, path: str, attempt: int) -> tuple[int, Path]:
+        """The number and the new, empty folder of one attempt of a cell: `attempt`, or the next number
+        no other process of the run has taken (two workers of a pool running the same cell)."""
+        cell = self.root / cell_id(variant, path)
+        cell.mkdir(parents=True, exist_ok=True)
+        while True:
+            folder = cell / str(attempt)
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                attempt += 1
+                continue
+            return attempt, folder
 
     def write_run_info(self, info: dict[str, Any]) -> Path:
         """`run.json`: bench, options, start time; written at the start and rewritten at the end."""

@@ -13,6 +13,7 @@ by older versions of the rig (without the later fields, `verdict: null` for a be
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -140,7 +141,10 @@ def cell_id(variant: str, path: str) -> str:
 
 
 class CellsLog:
-    """Appends attempt records to a `cells.jsonl`, durably, one line per attempt, thread-safe."""
+    """Appends attempt records to a `cells.jsonl`, durably, one line per attempt.
+
+    Safe for threads and for processes (the workers of a pool run share one file): each line is
+    written whole under an exclusive `flock`, so lines never interleave."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -151,6 +155,7 @@ class CellsLog:
     def append(self, record: AttemptRecord) -> None:
         line = json.dumps(record.to_json(), sort_keys=False) + "\n"
         with self._lock, self.path.open("a", encoding="utf-8") as file:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # released when the file closes
             file.write(line)
             file.flush()
             os.fsync(file.fileno())

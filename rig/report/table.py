@@ -131,18 +131,54 @@ def matrix_table(records: list[AttemptRecord], title: str = "HIL matrix") -> Tab
     summaries = summarize(records)
     variants = list(dict.fromkeys(s.variant for s in sorted(summaries, key=lambda s: s.variant)))
     paths = list(dict.fromkeys(s.path for s in summaries))
+    benches = benches_of(records)
     table = Table(title=title, show_lines=False)
     table.add_column("variant", style="bold")
+    if len(set().union(*benches.values())) > 1:  # a pool: where each variant ran
+        table.add_column("bench")
+    else:
+        benches = {}
     for path in paths:
         table.add_column(path)
     index = {(s.variant, s.path): s for s in summaries}
     for variant in variants:
-        row = [variant]
+        row = [variant] + ([", ".join(benches[variant])] if benches else [])
         for path in paths:
             summary = index.get((variant, path))
             row.append("—" if summary is None else cell_text(summary, records))
         table.add_row(*row)
     return table
+
+
+def benches_of(records: list[AttemptRecord]) -> dict[str, list[str]]:
+    """variant → the benches its attempts ran on, in order of first use."""
+    benches: dict[str, list[str]] = {}
+    for record in records:
+        names = benches.setdefault(record.variant, [])
+        if record.bench and record.bench not in names:
+            names.append(record.bench)
+    return benches
+
+
+def programmed_per_bench(records: list[AttemptRecord]) -> list[str]:
+    """One line per bench of a pool run: the variants it ran and how often it programmed each.
+
+    Cells are scheduled by variant, so a bench programs each of its variants once; a variant
+    programmed again on the same bench (a retry after a bench problem, or `--dist load`) is named.
+    """
+    by_bench: dict[str, dict[str, int]] = {}
+    for record in records:
+        counts = by_bench.setdefault(record.bench or "?", {})
+        counts[record.variant] = counts.get(record.variant, 0) + int(record.programmed)
+    lines = []
+    for bench, counts in by_bench.items():
+        again = [f"{variant} ×{n}" for variant, n in counts.items() if n > 1]
+        programmed = sum(counts.values())
+        line = f"bench {bench}: {len(counts)} variant(s), {programmed} programmed"
+        lines.append(
+            line + (f" — programmed more than once: {', '.join(again)}" if again else ", each at most once")
+        )
+    return lines
 
 
 def flaky_cells(records: list[AttemptRecord]) -> list[CellSummary]:

@@ -97,7 +97,7 @@ class Sim:
         """Start every part; returns when all answer. Raises InfrastructureError naming the part."""
         from rig.sim.builds import locked
 
-        bench = simulated_bench(bench_path)
+        bench = simulated_bench(bench_path, self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         with locked(self.dir / ".lock"):  # one `up` or `down` at a time per folder
             if self.is_up():
@@ -322,7 +322,7 @@ class Sim:
             bench_file = self.state().get("bench")
             if not bench_file:
                 raise ConfigError(f"{self.dir}: no sim here yet — run `rig sim up` (it also builds images)")
-            bench = simulated_bench(Path(bench_file))
+            bench = simulated_bench(Path(bench_file), self.dir)
         assert bench.images is not None  # simulated_bench() checked it
         endpoint, client_id = bench.cloud.endpoint, bench.dut.client_id
         pki_dir = self.state().get("pki")
@@ -426,9 +426,13 @@ class Sim:
 _SIM_DIR_REF = re.compile(r"\$\{RIG_SIM_DIR(?::-[^}]*)?\}")
 
 
-def simulated_bench(path: Path) -> BenchConfig:
-    """The bench file at `path`, which must declare itself simulated and say where its images go."""
-    loaded = load_bench(path)
+def simulated_bench(path: Path, sim_dir: Path | None = None) -> BenchConfig:
+    """The bench file at `path`, which must declare itself simulated and say where its images go.
+
+    `sim_dir`: the sim the file is read for; its `${RIG_SIM_DIR}`s name that folder (`rig sim up --dir D`
+    builds D's images into D, whatever $RIG_SIM_DIR says)."""
+    env = None if sim_dir is None else {**os.environ, "RIG_SIM_DIR": str(sim_dir)}
+    loaded = load_bench(path, env)
     bench = loaded.model
     if not bench.simulated:
         raise ConfigError(

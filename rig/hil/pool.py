@@ -1,0 +1,119 @@
+"""A pool of benches for one run: each bench brought up if it is provided, preflighted, kept or dropped.
+
+The pytest plugin's controller (pytest-xdist) runs this once before any worker starts: a bench whose
+provider does not come up or whose preflight fails drops out with one line saying why, and the run
+goes on with the others; each healthy bench is then leased by one worker for the worker's life. The
+preflight here only looks (`Bench.preflight` outside `with`: each part opened briefly, the lease
+checked free, not taken), so that nothing is held between this check and the worker's own session.
+
+At the end, the controller stops the provided benches it started (`PoolMember.started`), after the
+workers have restored theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rig.config import BenchConfig, Loaded, load_bench
+from rig.errors import ConfigError, InfrastructureError
+from rig.hil.bench import Bench
+from rig.hil.provider import ensure_provider_up, provider_down
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class PoolMember:
+    """One bench of the pool: its file, what it loaded to, whether this run brought it up."""
+
+    path: Path
+    loaded: Loaded[BenchConfig]
+    started: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.loaded.model.name
+
+
+@dataclass
+class Pool:
+    """The benches that passed (`members`) and the lines saying why the others dropped out."""
+
+    members: list[PoolMember]
+    dropped: list[str]
+    started: list[Path]  # provided benches this run brought up, healthy or not: stopped at the end
+
+    def stop_started(self, say: Say) -> None:
+        """Bring down the provided benches this run started (problems are said, not raised)."""
+        for path in self.started:
+            try:
+                provider_down(path)
+            except InfrastructureError as exc:
+                say(f"rig: {exc}")
+
+
+def same_shape(benches: list[Loaded[BenchConfig]]) -> list[str]:
+    """Why these benches cannot serve one run (its cells are the variants × the first bench's paths)."""
+    first = benches[0]
+    problems = []
+    for other in benches[1:]:
+        if list(other.model.paths) != list(first.model.paths):
+            problems.append(
+                f"{other.source.display}: paths {', '.join(other.model.paths)} differ from "
+                f"{first.source.display}'s ({', '.join(first.model.paths)}): a pool's benches need the same paths"
+            )
+        if other.model.kind != first.model.kind:
+            problems.append(
+                f"{other.source.display}: kind {other.model.kind} differs from {first.source.display}'s "
+                f"({first.model.kind}): a run's verdicts come from one kind of bench"
+            )
+        if other.model.name == first.model.name:
+            problems.append(
+                f"{other.source.display}: name {other.model.name!r} is also {first.source.display}'s: "
+                "each bench of a pool needs its own name (its lease, its column in the table)"
+            )
+    return problems
+
+
+def _check(path: Path, say: Say) -> tuple[PoolMember | None, bool]:
+    """(the member, or None when it dropped out; whether this call brought its provider up)."""
+    loaded = load_bench(path)
+    started = False
+    try:
+        if loaded.model.provider is not None:
+            started = ensure_provider_up(path)
+            loaded = load_bench(path)  # the provider wrote the values the file references
+        failed = [c for c in Bench(loaded, purpose="pool preflight").preflight() if not c.ok]
+    except (InfrastructureError, ConfigError) as exc:
+        say(f"rig: bench {path} drops out of the pool: {exc}")
+        return None, started
+    if failed:
+        details = "; ".join(f"{c.part}: {c.detail}" for c in failed)
+        say(f"rig: bench {path} drops out of the pool: preflight failed — {details}")
+        return None, started
+    return PoolMember(path, loaded, started), started
+
+
+def open_pool(paths: list[Path], say: Say) -> Pool:
+    """Bring up and preflight every bench of `paths`, in order; a bench file that does not load raises."""
+    members: list[PoolMember] = []
+    dropped: list[str] = []
+    started: list[Path] = []
+
+    def drop(line: str) -> None:
+        dropped.append(line)
+        say(line)
+
+    for path in paths:
+        member, brought_up = _check(path, drop)
+        if brought_up:
+            started.append(path)
+        if member is not None:
+            say(f"rig: bench {member.name} ({path}) is ready for the pool")
+            members.append(member)
+    return Pool(members, dropped, started)
