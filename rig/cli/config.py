@@ -14,9 +14,11 @@ from rig.config import (
     Loaded,
     VariantConfig,
     check_expectations,
+    is_pool_file,
     json_schemas,
     kind_of,
     load_bench,
+    load_pool,
     load_variant,
 )
 from rig.errors import ConfigError
@@ -32,7 +34,7 @@ def config() -> None:
 @config.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def config_check(files: tuple[Path, ...]) -> None:
-    """Validate FILES (bench and variant YAML); exit 0 when all are valid, 2 otherwise.
+    """Validate FILES (bench, pool and variant YAML); exit 0 when all are valid, 2 otherwise.
 
     Variant `expect` entries are checked against the paths of the bench files given, or of the
     default bench when none is.
@@ -40,9 +42,14 @@ def config_check(files: tuple[Path, ...]) -> None:
     problems: list[str] = []
     benches: list[Loaded[BenchConfig]] = []
     variants: list[Loaded[VariantConfig]] = []
+    pools: list[tuple[Path, int]] = []
     for file in files:
         try:
-            if kind_of(file) == "bench":
+            if is_pool_file(file):
+                members = load_pool(file)
+                pools.append((file, len(members)))
+                benches.extend(load_bench(member) for member in members)
+            elif kind_of(file) == "bench":
                 benches.append(load_bench(file))
             else:
                 variants.append(load_variant(file))
@@ -60,6 +67,9 @@ def config_check(files: tuple[Path, ...]) -> None:
     for source in [b.source for b in benches] + [v.source for v in variants]:
         if not any(p.startswith(source.display) for p in problems):
             out_console.print(f"[green]ok[/]    {source.display}")
+    for pool, count in pools:
+        if not any(p.startswith(str(pool)) for p in problems):
+            out_console.print(f"[green]ok[/]    {pool} (a pool of {count} bench file(s))")
     if problems:
         raise ConfigError(problems[0], problems=problems)
 

@@ -14,7 +14,16 @@ import yaml
 from click.testing import CliRunner
 
 from rig.cli import main
-from rig.config import Expectation, load_bench, load_variant, load_variants
+from rig.config import (
+    Expectation,
+    expand_benches,
+    is_pool_file,
+    load_bench,
+    load_pool,
+    load_variant,
+    load_variants,
+)
+from rig.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted([*ROOT.glob("benches/*.yaml"), *ROOT.glob("firmware_configs/*.yaml")])
@@ -342,3 +351,31 @@ def test_an_expectation_with_a_malformed_place_names_the_file_and_line(tmp_path)
     assert re.search(
         r"tcp-rx-1024\.yaml:\d+: expect\.satellite\.state: `at state-12`: a handshake state is", err
     )
+
+
+def test_a_pool_file_lists_bench_files_relative_to_itself_and_names_a_missing_or_repeated_one(
+    tmp_path: Path, bench_data: dict
+) -> None:
+    benches = tmp_path / "benches"
+    benches.mkdir()
+    for name in ("a", "b"):
+        write(benches, f"{name}.yaml", {**bench_data, "name": name})
+    pool = write(benches, "pool.yaml", "pool:\n  - a.yaml\n  - b.yaml\n")
+    assert is_pool_file(pool) and not is_pool_file(benches / "a.yaml")
+    assert load_pool(pool) == [benches / "a.yaml", benches / "b.yaml"]
+    # --bench a.yaml --bench pool.yaml: a is given twice
+    with pytest.raises(ConfigError, match=r"a\.yaml: given twice as a bench of this run"):
+        expand_benches([benches / "a.yaml", pool])
+    assert expand_benches([pool]) == [benches / "a.yaml", benches / "b.yaml"]
+
+    broken = write(benches, "broken.yaml", "pool:\n  - a.yaml\n  - c.yaml\n  - a.yaml\n")
+    with pytest.raises(ConfigError) as caught:
+        load_pool(broken)
+    assert caught.value.problems == [
+        f"{broken}:3: pool[1]: {benches / 'c.yaml'}: no such bench file — check the path",
+        f"{broken}:4: pool[2]: a.yaml is listed twice: one worker per bench",
+    ]
+    code, out, err = check(pool)
+    assert code == 0 and "a pool of 2 bench file(s)" in out, err
+    code, out, err = check(write(benches, "empty.yaml", "pool: []\n"))
+    assert code == 2 and "pool" in err

@@ -276,3 +276,53 @@ def test_without_bench_the_bench_comes_from_rig_bench_then_the_ini_option(
     pytester.makeini("[pytest]\nrig_bench = benches/missing-from-ini.yaml\n")
     result = pytester.runpytest("-p", "no:cacheprovider", "--markers")
     assert "benches/missing-from-ini.yaml: file not found" in result.stderr.str()
+
+
+def test_several_benches_need_xdist_the_same_paths_and_names_of_their_own(project: Project) -> None:
+    incident_variants(project)
+    project.scripts(BASIC)
+    benches = project.root / "benches"
+    text = (benches / "bench.yaml").read_text()
+    (benches / "b.yaml").write_text(text.replace("name: scripted", "name: scripted-b"))
+    (benches / "pool.yaml").write_text("pool: [bench.yaml, b.yaml]\n")
+    pytester = project.pytester
+
+    result = pytester.runpytest("-p", "no:cacheprovider", "--bench", "benches/pool.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "2 benches given: run them as a pool with pytest-xdist, `-n 2`" in result.stderr.str()
+
+    (benches / "c.yaml").write_text(
+        text.replace("  satellite:", "  geo:").replace("name: scripted", "name: c")
+    )
+    result = project.run("--bench", "benches/c.yaml", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "benches/c.yaml: paths landline, geo differ from benches/bench.yaml's (landline, satellite)" in (
+        result.stderr.str()
+    )
+    (benches / "d.yaml").write_text(text)
+    result = project.run("--bench", "benches/d.yaml", "-n", "2")
+    assert "benches/d.yaml: name 'scripted' is also benches/bench.yaml's" in result.stderr.str()
+
+
+def test_a_pool_whose_benches_all_fail_their_preflight_exits_3_with_one_line_per_bench(
+    project: Project,
+) -> None:
+    """The controller checks each bench before any worker starts (here the real preflight of two benches
+    whose parts do not exist): each drops out with one line, and with none left the run is a bench problem."""
+    incident_variants(project)
+    project.scripts(BASIC)
+    benches = project.root / "benches"
+    text = (benches / "bench.yaml").read_text()
+    (benches / "b.yaml").write_text(text.replace("name: scripted", "name: scripted-b"))
+    result = project.pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--bench", "benches/bench.yaml", "--bench", "benches/b.yaml", "-n", "auto"
+    )
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 3, out
+    dropped = [line for line in out.splitlines() if "drops out of the pool" in line]
+    assert [line.split(" drops out")[0] for line in dropped] == [
+        "rig: bench benches/bench.yaml",
+        "rig: bench benches/b.yaml",
+    ]
+    assert all("preflight failed — " in line and "programmer:" in line for line in dropped), dropped
+    assert "no bench of the pool is usable (2 tried, see above)" in out

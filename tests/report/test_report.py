@@ -11,6 +11,7 @@ from rich.console import Console
 
 from rig.errors import ConfigError, HandshakeFailed
 from rig.report import AttemptRecord, RunFolder, Seconds, judge, matrix_table, read_cells, summarize
+from rig.report.table import programmed_per_bench
 from rig.report.timeline import TimelineSeries, plot_timeline
 
 
@@ -211,3 +212,32 @@ def test_a_failed_record_raises_the_handshake_failure_of_its_category() -> None:
     assert HandshakeFailed.of("stall_want_read") is HandshakeFailed.of("stall_want_read")
     assert not issubclass(HandshakeFailed.of("stall_want_read"), HandshakeFailed.of("timeout"))
     record("v", "landline").raise_for_failure()  # completed: nothing raised
+
+
+def test_a_pool_run_shows_where_each_variant_ran_and_a_variant_programmed_twice_on_a_bench() -> None:
+    records = [
+        record("tcp-rx-1024", "landline", bench="pool-0", programmed=True),
+        record("tcp-rx-1024", "satellite", "xfailed", verdict="stalled", bench="pool-0"),
+        record("tcp-rx-1460", "landline", bench="pool-1", programmed=True),
+        record("tcp-rx-1460", "satellite", bench="pool-1", programmed=True),
+    ]
+    text = render(matrix_table(records))
+    header = next(line for line in text.splitlines() if "variant" in line)
+    assert [c.strip() for c in header.split("┃")[1:-1]] == ["variant", "bench", "landline", "satellite"]
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip() for line in text.splitlines() if "│" in line
+    }
+    assert rows == {"tcp-rx-1024": "pool-0", "tcp-rx-1460": "pool-1"}
+    assert programmed_per_bench(records) == [
+        "bench pool-0: 1 variant(s), 1 programmed, each at most once",
+        "bench pool-1: 1 variant(s), 2 programmed — programmed more than once: tcp-rx-1460 ×2",
+    ]
+    # One bench: no bench column.
+    single = render(matrix_table([record("tcp-rx-1024", "landline", bench="sim")]))
+    assert "bench" not in next(line for line in single.splitlines() if "variant" in line)
+
+
+def test_two_processes_numbering_the_same_cell_get_distinct_attempt_folders(tmp_path: Path) -> None:
+    first, second = RunFolder(tmp_path, run_id="r1"), RunFolder(tmp_path, run_id="r1")
+    assert first.attempt_dir("v", "landline", 1) == (1, tmp_path / "r1" / "v-landline" / "1")
+    assert second.attempt_dir("v", "landline", 1) == (2, tmp_path / "r1" / "v-landline" / "2")
