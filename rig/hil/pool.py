@@ -3,8 +3,8 @@
 The pytest plugin's controller (pytest-xdist) runs this once before any worker starts: a bench whose
 provider does not come up or whose preflight fails drops out with one line saying why, and the run
 goes on with the others; each healthy bench is then leased by one worker for the worker's life. The
-preflight here only looks (`Bench.preflight` outside `with`: each part opened briefly, the lease
-checked free, not taken), so that nothing is held between this check and the worker's own session.
+check is a session of its own, as short as it can be: the lease taken, a bench a killed run left dirty
+put back on its baseline, the preflight, everything given back before the workers start.
 
 At the end, the controller stops the provided benches it started (`PoolMember.started`), after the
 workers have restored theirs.
@@ -88,10 +88,18 @@ def _check(path: Path, say: Say) -> tuple[PoolMember | None, bool]:
         if loaded.model.provider is not None:
             started = ensure_provider_up(path)
             loaded = load_bench(path)  # the provider wrote the values the file references
-        failed = [c for c in Bench(loaded, purpose="pool preflight").preflight() if not c.ok]
     except (InfrastructureError, ConfigError) as exc:
         say(f"rig: bench {path} drops out of the pool: {exc}")
         return None, started
+    try:
+        with Bench(loaded, purpose="pool preflight") as bench:  # a bench left dirty is repaired here
+            failed = [c for c in bench.preflight() if not c.ok]
+    except (InfrastructureError, ConfigError) as exc:
+        # The part that stopped the session is one; the look-only preflight names every failing part.
+        failed = [c for c in Bench(loaded, purpose="pool preflight").preflight() if not c.ok]
+        if not failed:
+            say(f"rig: bench {path} drops out of the pool: {exc}")
+            return None, started
     if failed:
         details = "; ".join(f"{c.part}: {c.detail}" for c in failed)
         say(f"rig: bench {path} drops out of the pool: preflight failed — {details}")
