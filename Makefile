@@ -10,13 +10,13 @@ RESULTS ?= results
 SYSTEM_PACKAGES := gcc:gcc /usr/include/mbedtls/ssl.h:libmbedtls-dev /usr/sbin/sshd:openssh-server \
                    /usr/sbin/mosquitto:mosquitto /usr/sbin/ser2net:ser2net tcpdump:tcpdump
 
-.PHONY: help setup system-deps test lint typecheck unit bench bench-parse bench-diagnose bench-uart bench-matrix bench-drivers bench-wire \
+.PHONY: help setup system-deps test lint typecheck unit bench bench-parse bench-diagnose bench-uart bench-matrix bench-drivers bench-wire bench-pool \
         nightly gate report clean
 
 help:
-	@echo "make bench   run the HIL matrix on the default (simulated) bench"
+	@echo "make bench   run the HIL matrix on the default (simulated) bench; BENCHES=N: on a pool of N simulated benches"
 	@echo "make test    run the rig's own checks: ruff, mypy, pytest"
-	@echo "make bench-parse | bench-diagnose | bench-uart | bench-matrix | bench-drivers | bench-wire   benchmarks that print figures"
+	@echo "make bench-parse | bench-diagnose | bench-uart | bench-matrix | bench-drivers | bench-wire | bench-pool   benchmarks that print figures"
 	@echo "make nightly | gate VARIANT=name BENCH=file | report   the nightly run, the release gate, the HTML report"
 
 $(STAMP): pyproject.toml
@@ -57,8 +57,19 @@ HIL := $(BIN)/pytest tests_hil -p no:cacheprovider --bench $(BENCH) --results $(
        --alluredir $(RESULTS)/allure-results
 ALLURE := build/node_modules/.bin/allure
 
+# BENCHES=N: the same matrix over a pool of N simulated benches (one pytest-xdist worker each), started
+# in $(POOL_DIR) before the run and stopped after it.
+POOL_DIR ?= .rig-sim/pool
+HIL_POOL := $(BIN)/pytest tests_hil -p no:cacheprovider --results $(RESULTS) --alluredir $(RESULTS)/allure-results
+
 bench: setup
+ifeq ($(BENCHES),)
 	$(HIL) --clean-alluredir $(PYTEST_ARGS)
+else
+	$(BIN)/rig sim pool up $(BENCHES) --dir $(POOL_DIR)
+	$(HIL_POOL) --clean-alluredir -n $(BENCHES) --bench $(POOL_DIR)/pool.yaml $(PYTEST_ARGS); \
+	  status=$$?; $(BIN)/rig sim pool down --dir $(POOL_DIR); exit $$status
+endif
 
 nightly: setup
 	$(HIL) --clean-alluredir -m nightly --repeat $(or $(REPEAT),3) $(PYTEST_ARGS)
@@ -94,6 +105,9 @@ bench-drivers: setup
 
 bench-wire: setup
 	$(BIN)/python tests/benchmarks/wire.py
+
+bench-pool: setup
+	$(BIN)/python tests/benchmarks/pool.py
 
 clean:
 	rm -rf build results .pytest_cache .mypy_cache .ruff_cache

@@ -151,4 +151,53 @@ def fault(folder: Path | None, name: str, arg: str | None, clear: bool) -> None:
     console.print(inject(_sim(folder), name, arg, clear))
 
 
+@sim.group()
+def pool() -> None:
+    """Several simulated benches at once, for a pool run (`pytest -n N --bench DIR/pool.yaml`)."""
+
+
+@pool.command("up")
+@click.argument("count", type=click.IntRange(1, 16))
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path(".rig-sim/pool"),
+              show_default=True, help="the pool's folder: one sim in DIR/pool-<i> each, and DIR/pool.yaml")  # fmt: skip
+@click.option("--bench", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=DEFAULT_BENCH,
+              show_default=True, help="the bench file each sim is made from")  # fmt: skip
+@click.option("--program-seconds", type=float, default=3.0, show_default=True,
+              help="how long each sim's programmer takes to program an image")  # fmt: skip
+def pool_up(count: int, folder: Path, bench: Path, program_seconds: float) -> None:
+    """Start COUNT sims (each its own folder, ports and bench file `pool-<i>`) and write DIR/pool.yaml."""
+    start = time.monotonic()
+    members = []
+    for index in range(count):
+        name = f"pool-{index}"
+
+        def progress(message: str, name: str = name) -> None:
+            console.print(f"[dim]{time.monotonic() - start:6.1f}s[/] {name}: {message}")
+
+        simulation = _sim(folder / name)
+        simulation.up(bench, UpOptions(program_s=program_seconds, name=name), progress)
+        members.append(simulation.bench_file.relative_to(folder.resolve()))
+    for stale in sorted(folder.glob("pool-*")):
+        if stale.name not in {m.parts[0] for m in members} and Sim(stale).is_up():
+            console.print(f"[yellow]{stale} is up too, but not in this pool of {count}[/]")
+    listing = "".join(f"  - {member}\n" for member in members)
+    header = f"# Written by `rig sim pool up {count}`: the simulated benches of this folder, as one pool.\n"
+    (folder / "pool.yaml").write_text(f"{header}pool:\n{listing}", encoding="utf-8")
+    console.print(
+        f"pool of {count}: {folder / 'pool.yaml'}  (pytest -n {count} --bench {folder / 'pool.yaml'})"
+    )
+
+
+@pool.command("down")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path(".rig-sim/pool"),
+              show_default=True, help="the pool's folder")  # fmt: skip
+def pool_down(folder: Path) -> None:
+    """Stop every sim of the pool's folder."""
+    for member in sorted(folder.glob("pool-*")):
+        stopped = Sim(member).down()
+        console.print(
+            f"{member.name}: " + (f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+        )
+
+
 commands = [sim]
