@@ -23,7 +23,7 @@ def test_changed_bytes_are_found_at_their_stream_offset_in_esp_idf_style():
 def test_equal_bytes_say_how_many_were_compared():
     wire = bytes(range(20))
     result = compare(input_dumps(_dump("ssl_tls.c:3650: |4| ", wire)), wire)
-    assert result.summary() == "all 20 bytes equal"
+    assert result.summary() == "all 20 compared bytes equal"
 
 
 def test_incomplete_dump_says_what_it_could_not_compare():
