@@ -55,6 +55,7 @@ from rig.errors import ConfigError, InfrastructureError
 from rig.hil.judge import Boot, Judgement, Rules, Witnesses, gap_effect, judge
 from rig.mbedtls import LogParser
 from rig.report import evidence as files
+from rig.report import wire_vs_stack
 from rig.report.evidence import write_json, write_wire_json
 from rig.report.records import AttemptRecord, UartGapRecord, cell_id
 from rig.wire import WireView, read_capture
@@ -101,8 +102,8 @@ class CellBench(Protocol):
         """Record the UART and the bench's events into `folder` (None: stop)."""
         ...
 
-    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
-        """Put the variant's image on the DUT unless it runs it already (then `skipped`)."""
+    def ensure_image(self, variant: VariantConfig, out_dir: Path, *, forensic: bool = False) -> ProgramResult:
+        """Put the variant's image (`forensic`: its forensic image) on the DUT unless it runs it already."""
         ...
 
     def select_path(self, name: str) -> None: ...
@@ -145,6 +146,7 @@ class Attempt:
         folder: Path,
         *,
         repeat: int = 1,
+        forensic: bool = False,
     ) -> None:
         self.bench = bench
         self.variant = variant.model
@@ -161,6 +163,7 @@ class Attempt:
             bench=bench.config.name,
             simulated=bench.config.simulated,
             stall_after_s=stall_after_s(bench.config.timeouts, self.path),
+            forensic=forensic,
         )
         self.parser: LogParser | None = None  # the live parser of the boot being judged
         self.verdict_time: float | None = None  # host monotonic time the verdict was reached
@@ -170,6 +173,7 @@ class Attempt:
         self._reset_at: float | None = None
         self._reset_wall: float | None = None
         self._closed = False
+        self.boot_lines: list[str] = []  # the judged boot's UART lines (for the wire against the stack)
 
     @property
     def id(self) -> str:
@@ -187,7 +191,9 @@ class Attempt:
         self._stack.callback(lines.close)
         subscribed = time.monotonic()
         started = time.monotonic()
-        program = self.bench.ensure_image(self.variant, folder / files.PROGRAMMER_DIR)
+        program = self.bench.ensure_image(
+            self.variant, folder / files.PROGRAMMER_DIR, forensic=self.record.forensic
+        )
         self.record.seconds.program = time.monotonic() - started
         self.record.programmed = program.ok and not program.skipped
         self.record.image_sha256 = program.image_sha256
@@ -314,11 +320,13 @@ class Attempt:
                 self._check_image(sha)
                 w.uart = LogParser()
                 self.parser = w.uart
+                self.boot_lines = []
         if len(w.boots) > 1:
             return  # a later boot is never judged: the judge calls it an unexpected reboot
         w.lines_seen += 1
         w.last_line_at = line.mono
         w.uart.feed(line.text, host_time=line.mono)
+        self.boot_lines.append(line.text)
         if w.mqtt_connected_at is None and patterns.mqtt.search(line.text):
             w.mqtt_connected_at = line.mono
         if w.suite_on_uart is None and (suite := SUITE_NAME.search(line.text)):
@@ -369,6 +377,7 @@ class Attempt:
         try:
             self._stack.close()
             self._write_wire()
+            self._write_wire_vs_stack()
         finally:
             self.save()
             self.bench.attach(None)
@@ -380,6 +389,17 @@ class Attempt:
         except InfrastructureError as exc:
             log.error("%s attempt %d: %s", self.id, self.record.attempt, exc)
             self.bench.emit("wire_unreadable", cell=self.id, error=str(exc))
+
+    def _write_wire_vs_stack(self) -> None:
+        """`wire-vs-stack.txt`/`.json` when the judged boot dumped its input records; its sentence in the summary."""
+        if not self.boot_lines:
+            return
+        result = wire_vs_stack.write_for_attempt(self.record.folder, self.boot_lines)
+        if result is None:
+            return
+        self.record.wire_vs_stack = result.summary()
+        self.record.summary = f"{self.record.summary.rstrip()} {result.summary()}.".strip()
+        self.bench.emit("wire_vs_stack", cell=self.id, summary=result.summary())
 
     def save(self) -> None:
         """Write the record as it stands to `diagnosis.json` (again once its outcome is known)."""

@@ -3,7 +3,8 @@
 Each attempt gets its own folder, made before the attempt starts so that the drivers can stream into
 it (the UART's `uart.raw`/`uart.jsonl`, the event log's `events.jsonl`, the programmer's output, the
 capture's pcap); the cell runner adds `diagnosis.json`, `wire.json` (the capture read by `rig.wire`,
-`write_wire_json`), the timeline chart and the diff against a passing attempt. `DIR/latest` points at
+`write_wire_json`), the comparison of the wire with the bytes Mbed TLS read (`wire-vs-stack.txt` and
+`.json`, `rig.report.wire_vs_stack`), the timeline chart and the diff against a passing attempt. `DIR/latest` points at
 the newest run.
 """
 
@@ -31,6 +32,8 @@ PROGRAMMER_DIR = "programmer"
 TIMELINE = "timeline.png"
 DIFF_TEXT = "diff.txt"
 DIFF_JSON = "diff.json"
+WIRE_VS_STACK_TEXT = "wire-vs-stack.txt"
+WIRE_VS_STACK_JSON = "wire-vs-stack.json"
 
 
 def new_run_id() -> str:

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from rig.errors import ConfigError
 from rig.mbedtls.wirecheck import Comparison, Difference, compare, input_dumps
-from rig.wire import Connection, TlsRecord, WireView
+from rig.report import evidence as files
+from rig.wire import Connection, TlsRecord, WireView, read_capture
 
-TEXT: Final = "wire-vs-stack.txt"
-JSON: Final = "wire-vs-stack.json"
+TEXT: Final = files.WIRE_VS_STACK_TEXT
+JSON: Final = files.WIRE_VS_STACK_JSON
 _SHOWN: Final = 20  # differences listed one by one in the text
 
 
@@ -114,8 +116,8 @@ class WireVsStack:
             f"log:        {self.log}",
             f"capture:    {self.capture}",
             f"connection: {self.connection} (server → hub stream)",
-            f"dumps:      {self.dumps} `input record from network` dumps; {c.records} records laid on the stream "
-            f"(bytes 0–{max(c.stream_end - 1, 0)})",
+            f"dumps:      {self.dumps} (`input record from network` and `remaining content in record`); "
+            f"{c.records} records laid on the stream (bytes 0–{max(c.stream_end - 1, 0)})",
             "",
         ]
         if c.differences:
@@ -176,3 +178,22 @@ def write(folder: Path, result: WireVsStack) -> list[Path]:
     text.write_text(result.render(), encoding="utf-8")
     document.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     return [text, document]
+
+
+def write_for_attempt(folder: Path, lines: Iterable[str | bytes]) -> WireVsStack | None:
+    """Compare the judged boot's `lines` with the attempt's `capture.pcap` and write the two files.
+
+    None when the attempt has no capture, the capture cannot be read (`wire.json` says why) or the
+    log holds no input dump (a build below debug level 4).
+    """
+    capture = folder / files.CAPTURE
+    if not capture.is_file():
+        return None
+    try:
+        view = read_capture(capture, stopped=files.capture_stopped(folder), partial=True)
+    except ConfigError:
+        return None
+    result = check(lines, view, log=str(folder / files.UART_RAW))
+    if result is not None:
+        write(folder, result)
+    return result
