@@ -245,6 +245,11 @@ class CloudConfig(Model):
     port: int = Field(8883, gt=0, lt=65536)
     client_id: str = Field(description="the harness's own MQTT client id for watching events")
     events: EventsConfig | None = None
+    server_log: FilePath | None = Field(
+        None,
+        description="the endpoint's own log on this host, JSON lines with `wall` times (the simulated "
+        "cloud's cloud.log): an attempt keeps its lines as cloud.jsonl, the server's side of the story",
+    )
 
 
 class StallConfig(Model):

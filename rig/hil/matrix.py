@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from rig.config import Expectation, Loaded, VariantConfig
 from rig.errors import InfrastructureError, RigError
-from rig.hil.attempt import Attempt, CellBench, stall_after_s, time_budget_s
+from rig.hil.attempt import FIRMWARE_FAILURES, Attempt, CellBench, stall_after_s, time_budget_s
 from rig.hil.judge import expected_outcome
 from rig.report.comparison import Side, with_wire, write_comparison
 from rig.report.evidence import RunFolder
@@ -65,8 +65,6 @@ class CellSpec:
 
 
 T = TypeVar("T")
-# Verdicts that are the firmware's failure (not a bench problem): they earn a forensic rerun.
-FIRMWARE_FAILURES = ("failed", "stalled", "timeout", "incomplete")
 
 
 def plan(variants: Sequence[Loaded[VariantConfig]], paths: Sequence[str], repeat: int = 1) -> list[CellSpec]:
@@ -289,6 +287,10 @@ class Cell:
         attempt.save()
         self.run.cells.append(record)
         self.records.append(record)
+        if self.attempt is not None and attempt.wire_check is not None:
+            # The failing attempt's theories, answered again with the rerun's comparison.
+            self.attempt.write_theories(attempt.wire_check, check_from=f"forensic attempt {record.attempt}")
+            self.attempt.save()
         return record
 
 

@@ -100,6 +100,8 @@ class AttemptRecord(BaseModel):
     uart_gaps: list[UartGapRecord] = Field(default_factory=list)
     # The wire against the bytes Mbed TLS read (debug level 4 only): its one-line summary.
     wire_vs_stack: str | None = None
+    # A failure's answers to the incident's theories, one sentence each, the last the one supported.
+    theories: list[str] = Field(default_factory=list)
     # A forensic rerun (the variant's debug-level-4 image after a failing attempt): evidence of the
     # cell, never one of its attempts in tables, pass rates or the gate.
     forensic: bool = False

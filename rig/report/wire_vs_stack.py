@@ -180,20 +180,12 @@ def write(folder: Path, result: WireVsStack) -> list[Path]:
     return [text, document]
 
 
-def write_for_attempt(folder: Path, lines: Iterable[str | bytes]) -> WireVsStack | None:
-    """Compare the judged boot's `lines` with the attempt's `capture.pcap` and write the two files.
-
-    None when the attempt has no capture, the capture cannot be read (`wire.json` says why) or the
-    log holds no input dump (a build below debug level 4).
-    """
+def read_view(folder: Path) -> WireView | None:
+    """The attempt's whole capture, or None without one or when it cannot be read (`wire.json` says why)."""
     capture = folder / files.CAPTURE
     if not capture.is_file():
         return None
     try:
-        view = read_capture(capture, stopped=files.capture_stopped(folder), partial=True)
+        return read_capture(capture, stopped=files.capture_stopped(folder), partial=True)
     except ConfigError:
         return None
-    result = check(lines, view, log=str(folder / files.UART_RAW))
-    if result is not None:
-        write(folder, result)
-    return result

@@ -129,6 +129,11 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
         (4097, "Certificate"),
     ]
     assert "wire vs stack: 2 of" in rerun["summary"]
+    # The failing attempt's theories, answered with the rerun's comparison and the cloud's own log.
+    answered = (Path(cells[("tcp-rx-1024", "satellite")]["evidence"]) / "theories.txt").read_text()
+    assert "the cloud's own log: \"gave up on the handshake: BAD_SIGNATURE" in answered
+    assert "Supported: (4): the device changed 2 bytes of the server's flight" in answered
+    assert "while the wire was intact" in rerun["summary"]
 
     stall = cells[("tcp-rx-1024", "satellite")]
     assert (stall["outcome"], stall["verdict"], stall["category"], stall["last_state"]) == (
