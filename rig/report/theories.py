@@ -26,6 +26,7 @@ from typing import Any
 from rig.report import evidence as files
 from rig.report.wire_vs_stack import WireVsStack
 from rig.wire import Connection, TlsRecord, WireView
+from rig.wire.view import END_LAST_PACKET
 
 
 @dataclass
@@ -106,9 +107,14 @@ def answer(
         silent = not answered and not closes
         gave_up = _gave_up(cloud)
         if silent:
+            measured = (
+                f"no byte for {end - sent:.1f} s until the {view.end_basis}"
+                if view.end_basis != END_LAST_PACKET or end - sent >= 0.5
+                else "no byte until the capture's end (the file does not say when it was stopped)"
+            )
             answers.append(
-                f"(2) The server went silent after it: no byte for {end - sent:.1f} s until the {view.end_basis}, "
-                "no alert, no FIN or RST" + (f'; the cloud\'s own log: "{gave_up}"' if gave_up else "")
+                f"(2) The server went silent after it: {measured}, no alert, no FIN or RST"
+                + (f'; the cloud\'s own log: "{gave_up}"' if gave_up else "")
             )
         else:
             said = [
