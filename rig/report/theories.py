@@ -176,7 +176,7 @@ def _fourth(
         return f"(4) All {c.compared} compared bytes equal between the wire and the stack{source}{extra}", ""
     offsets = [d.offset for d in c.differences]
     messages = sorted({p.message for p in check.places if p.message})
-    where = f"{len(offsets)} bytes at stream offset {_ranges(offsets)}" + (
+    where = f"{_bytes(len(offsets))} at stream offset {_ranges(offsets)}" + (
         f" in {', '.join(messages)}" if messages else ""
     )
     digest = _path_digest(connection, cloud)
@@ -194,7 +194,7 @@ def _fourth(
     return (
         f"(4) Bytes differ between the wire and the stack{source}: {where}; {wire}, so the device changed them "
         "between its LAN port and Mbed TLS",
-        f"(4): the device changed {len(offsets)} bytes of the server's flight ({where}) while the wire was intact",
+        f"(4): the device changed {_bytes(len(offsets))} of the server's flight ({where}) while the wire was intact",
     )
 
 
@@ -239,6 +239,10 @@ def _closes(connection: Connection, after: float) -> list[str]:
 
 def _when(record: TlsRecord, origin: float) -> str:
     return f"{record.when - origin:.3f} s ({record.content})" if record.when is not None else record.content
+
+
+def _bytes(count: int) -> str:
+    return f"{count} byte" if count == 1 else f"{count} bytes"
 
 
 def _ranges(offsets: list[int]) -> str:

@@ -49,7 +49,7 @@ def test_diagnose_with_a_capture_finds_the_changed_bytes_and_answers_the_theorie
     assert f"Wire against stack ({capture}):" in result.output
     assert "    2000    00     40" in result.output
     assert (
-        "Supported: (4): the device changed 1 bytes of the server's flight (1 bytes at stream offset 2000 in Certificate)"
+        "Supported: (4): the device changed 1 byte of the server's flight (1 byte at stream offset 2000 in Certificate)"
         in result.output
     )
     document = json.loads(
@@ -59,7 +59,7 @@ def test_diagnose_with_a_capture_finds_the_changed_bytes_and_answers_the_theorie
     assert [(d["offset"], d["message"]) for d in document["wire_vs_stack"]["differences"]] == [
         (2000, "Certificate")
     ]
-    assert document["theories"]["supported"].startswith("(4): the device changed 1 bytes")
+    assert document["theories"]["supported"].startswith("(4): the device changed 1 byte of")
 
 
 def test_diff_with_captures_compares_each_log_with_its_own_wire(tmp_path: Path) -> None:
