@@ -21,11 +21,13 @@ from typing import Any, Final
 from rig.errors import ConfigError
 from rig.mbedtls.wirecheck import Comparison, Difference, compare, input_dumps
 from rig.report import evidence as files
-from rig.wire import Connection, TlsRecord, WireView, read_capture
+from rig.wire import Connection, HandshakeMessage, TlsRecord, WireView, read_capture
+from rig.wire.view import Direction
 
 TEXT: Final = files.WIRE_VS_STACK_TEXT
 JSON: Final = files.WIRE_VS_STACK_JSON
 _SHOWN: Final = 20  # differences listed one by one in the text
+CERTIFICATE: Final = 11  # the handshake type of a Certificate message
 
 
 @dataclass
@@ -34,13 +36,15 @@ class Place:
 
     record: TlsRecord | None
     message: str | None  # a handshake message's name, "record header", or None when unknown
+    detail: str | None = None  # where inside the message: "certificate 3 of 3, byte 341 of its DER"
 
     def describe(self) -> str:
         if self.record is None:
             return "outside every record the capture holds"
         r = self.record
         where = f"record #{r.index} ({r.type_name}, stream bytes {r.offset}–{r.end - 1})"
-        return where + (f", in {self.message}" if self.message else "")
+        inside = f" ({self.detail})" if self.detail else ""
+        return where + (f", in {self.message}{inside}" if self.message else "")
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
@@ -55,6 +59,7 @@ class Place:
                 "end": r.end,
             },
             "message": self.message,
+            "detail": self.detail,
         }
 
 
@@ -66,10 +71,38 @@ def locate(connection: Connection, offset: int) -> Place:
         return Place(None, None)
     if offset < record.offset + 5:
         return Place(record, "record header")
-    message = next((m.name for m in side.messages if m.holds(offset)), None)
+    found = next((m for m in side.messages if m.holds(offset)), None)
+    message = found.name if found is not None else None
+    detail = _certificate_at(side, found, offset) if found is not None and found.type == CERTIFICATE else None
     if message is None and record.content:
         message = record.content if record.encrypted else None
-    return Place(record, message)
+    return Place(record, message, detail)
+
+
+def _certificate_at(side: Direction, message: HandshakeMessage, offset: int) -> str | None:
+    """Which certificate of a TLS 1.2 Certificate message (RFC 5246 §7.4.2) holds stream byte `offset`."""
+    by_index = {r.index: r for r in side.records}
+    positions: list[int] = []  # the message's bytes, in order, as stream offsets (record headers left out)
+    for index in message.records:
+        r = by_index.get(index)
+        if r is None or message.offset is None or message.end is None:
+            return None
+        positions += range(max(r.offset + 5, message.offset), min(r.end, message.end))
+    if offset not in positions or any(p >= len(side.stream) for p in positions):
+        return None
+    body = bytes(side.stream[p] for p in positions)
+    at, where = 7, positions.index(offset)  # type, length (4), certificate_list length (3)
+    stop = min(len(body), 7 + int.from_bytes(body[4:7], "big"))
+    entries: list[tuple[int, int]] = []
+    while at + 3 <= stop:
+        size = int.from_bytes(body[at : at + 3], "big")
+        entries.append((at, at + 3 + size))
+        at += 3 + size
+    for number, (start, end) in enumerate(entries, 1):
+        if start <= where < end:
+            inside = f"byte {where - start - 3} of its DER" if where >= start + 3 else "its length"
+            return f"certificate {number} of {len(entries)}, {inside}"
+    return None
 
 
 @dataclass

@@ -9,7 +9,16 @@ import dpkt
 
 from rig.report import wire_vs_stack
 from rig.wire import read_capture_bytes
-from tests.wire.craft import CCS, Flow, client_hello, first_flight, pcap_bytes, record
+from tests.wire.craft import (
+    CCS,
+    Flow,
+    client_hello,
+    first_flight,
+    handshake,
+    pcap_bytes,
+    record,
+    server_hello,
+)
 
 
 def dump(prefix: str, data: bytes, title: str = "input record from network") -> list[str]:
@@ -132,3 +141,26 @@ def test_a_hole_in_the_capture_is_not_compared_but_said() -> None:
     assert result is not None and not result.differs
     assert result.comparison.compared == len(flight) - 400
     assert result.comparison.not_compared == ["record 1 (log line 4): 400 bytes lie in holes of the capture"]
+
+
+def test_a_byte_in_a_certificate_message_split_over_two_records_names_its_certificate() -> None:
+    chain = [bytes(range(256)) * 2, bytes(700)]
+    entries = b"".join(len(der).to_bytes(3, "big") + der for der in chain)
+    message = handshake(11, len(entries).to_bytes(3, "big") + entries)
+    first, second = record(22, server_hello() + message[:600]), record(22, message[600:])
+    flow = Flow()
+    flow.handshake_tcp()
+    flow.data(True, record(22, client_hello()))
+    flow.data(False, first + second)
+    view = read_capture_bytes(pcap_bytes(flow), "crafted.pcap")
+    # The second certificate's DER starts after 4 + 3 + 3 + 512 + 3 message bytes; its byte 100:
+    in_message = 4 + 3 + 3 + 512 + 3 + 100
+    offset = len(first) + 5 + (in_message - 600)
+    read = bytearray(second)
+    read[offset - len(first)] ^= 0x80
+    result = wire_vs_stack.check(log_of([first, bytes(read)]), view)
+    assert result is not None
+    ((place),) = result.places
+    assert (result.comparison.differences[0].offset, place.message) == (offset, "Certificate")
+    assert place.detail == "certificate 2 of 2, byte 100 of its DER"
+    assert place.describe().startswith("record #1 (handshake, stream bytes ")
