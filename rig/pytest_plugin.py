@@ -15,6 +15,9 @@ the bench session is `rig.hil.session`, files and tables are `rig.report`.
   failure; `rig.hil.matrix.Cell` retries it once.
 - Every attempt's record goes to `<results>/<run-id>/cells.jsonl` as it ends; the evidence is attached
   to allure; the terminal summary is the matrix table (with pass rates and flaky cells on repeats).
+- A cell whose verdict is a firmware failure is rerun once with its variant's forensic image (debug
+  level 4) right after, as evidence (`rig.hil.matrix.Cell.rerun_forensic`); the test's outcome is the
+  failing attempt's.
 """
 
 from __future__ import annotations
@@ -476,9 +479,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         _add_comparison(item.config.stash[STATE_KEY], the_cell)
         the_cell.close()
         the_cell.write_record(outcome)
+        if outcome != "error":
+            _rerun_forensic(item.config, the_cell)
         for record in the_cell.records:
-            attach_attempt(Path(record.evidence), record.attempt)
+            label = "forensic attempt" if record.forensic else "attempt"
+            attach_attempt(Path(record.evidence), record.attempt, label=label)
     return report
+
+
+def _rerun_forensic(config: pytest.Config, the_cell: Cell) -> None:
+    """A failed cell runs once more with its variant's forensic image; its verdict stays the failing one."""
+    if not the_cell.wants_forensic():
+        return
+    with _uncaptured(config):
+        writer = config.get_terminal_writer()
+        writer.line()
+        writer.line(
+            f"rig: {the_cell.spec.id} failed: rerunning it once with its forensic image (debug level 4)"
+        )
+        record = the_cell.rerun_forensic()
+        if record is not None:
+            writer.line(f"rig: forensic attempt {record.attempt}: {record.verdict} — {record.summary}")
 
 
 def _outcome(report: pytest.TestReport, infrastructure: bool) -> Outcome:

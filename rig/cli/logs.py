@@ -4,6 +4,11 @@ Thin edge over the pure `rig.mbedtls` core: read the file (bytes, never lost to 
 feed the parser, print the diagnosis or the diff as text or JSON. Exit 0 when a diagnosis was
 produced whatever the handshake did, 2 when the input cannot be read or holds no Mbed TLS line,
 and with `--fail-on-failure` 1 for a failed or stalled handshake (for scripts).
+
+With `--capture PCAP` (the capture of the hub's LAN during that log), the log's input-record dumps
+(debug level 4) are compared byte by byte with the server's stream (`rig.report.wire_vs_stack`) and,
+for a failed or stalled handshake, the incident's theories are answered (`rig.report.theories`),
+as an attempt's evidence does; `--cloud-log` adds the endpoint's own journal (the sim's cloud.log).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from rig.errors import ConfigError
 from rig.mbedtls import CATEGORY_MEANING, Diagnosis, LogParser, diagnose_parser, diff_traces
 from rig.mbedtls.bulk import feed_blocks
 from rig.mbedtls.versions import ALL_VERSIONS
+from rig.report import theories, wire_vs_stack
+from rig.report.evidence import capture_stopped
+from rig.wire import read_capture
 
 _CHUNK = 1 << 22
 
@@ -95,24 +103,129 @@ def render_diagnosis(d: Diagnosis, source: str) -> str:
     return "\n".join(lines)
 
 
+def _log_lines(log: Path) -> list[bytes]:
+    """The log's lines as bytes, for the comparison with a capture (LOG must be a file then)."""
+    if str(log) == "-":
+        raise ConfigError(
+            "--capture needs LOG as a file: the log is read twice (the diagnosis, the comparison)"
+        )
+    try:
+        return log.read_bytes().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{log}: cannot read the log ({exc.strerror or exc})") from exc
+
+
+def _cloud_lines(path: Path | None) -> list[dict[str, object]]:
+    """The endpoint's journal lines (JSON objects with an `event`), from a saved cloud.log or cloud.jsonl."""
+    if path is None:
+        return []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the cloud's log ({exc.strerror or exc})") from exc
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            raise ConfigError(
+                f"{path}:{number}: not a JSON line — give the cloud's cloud.log or an attempt's cloud.jsonl"
+            ) from None
+        if isinstance(entry, dict) and "event" in entry:
+            lines.append(entry)
+    return lines
+
+
+def wire_evidence(
+    log: Path, capture: Path, diagnosis: Diagnosis, cloud: Path | None = None
+) -> tuple[wire_vs_stack.WireVsStack | None, theories.Theories | None, str]:
+    """The comparison of LOG with CAPTURE, the theories for a failure, and their text."""
+    # An attempt's folder says when its capture was stopped: the server's silence is measured until then.
+    view = read_capture(capture, stopped=capture_stopped(capture.parent), partial=True)
+    check = wire_vs_stack.check(_log_lines(log), view, log=str(log))
+    answered = (
+        theories.answer(view, check, _cloud_lines(cloud))
+        if diagnosis.outcome in ("failed", "stalled")
+        else None
+    )
+    text = [f"\nWire against stack ({capture}):"]
+    if check is None:
+        text.append(
+            "  nothing compared: "
+            + (
+                "the capture holds no TCP connection"
+                if view.main is None
+                else "the log holds no `input record from network` dump (debug level 4)"
+            )
+        )
+    else:
+        text += ["  " + line if line else "" for line in check.render().rstrip("\n").splitlines()]
+    if answered is not None:
+        text += ["", "Theories:"] + ["  " + line for line in answered.render().rstrip("\n").splitlines()]
+    return check, answered, "\n".join(text)
+
+
+def _evidence_json(
+    check: wire_vs_stack.WireVsStack | None, answered: theories.Theories | None
+) -> dict[str, object]:
+    return {
+        "wire_vs_stack": None if check is None else check.to_json(),
+        "theories": None if answered is None else answered.to_json(),
+    }
+
+
+_CAPTURE = click.Path(path_type=Path, dir_okay=True)
+
+
 @click.command("diagnose")
 @click.argument("log", type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="print the diagnosis as one JSON object")
 @click.option("--mbedtls-version", metavar="X.Y", default=None, help="override the detected Mbed TLS version")
 @click.option("--fail-on-failure", is_flag=True, help="exit 1 when the handshake failed or stalled")
-def diagnose(log: Path, as_json: bool, mbedtls_version: str | None, fail_on_failure: bool) -> None:
+@click.option(
+    "--capture",
+    type=_CAPTURE,
+    default=None,
+    metavar="PCAP",
+    help="the capture of the hub's LAN during LOG: compare the bytes Mbed TLS dumped with the wire",
+)
+@click.option(
+    "--cloud-log",
+    type=_CAPTURE,
+    default=None,
+    metavar="FILE",
+    help="the cloud's own journal (with --capture)",
+)
+def diagnose(
+    log: Path,
+    as_json: bool,
+    mbedtls_version: str | None,
+    fail_on_failure: bool,
+    capture: Path | None,
+    cloud_log: Path | None,
+) -> None:
     """Say where and why the last TLS handshake in LOG (an Mbed TLS debug log, '-' for stdin) stopped.
 
     \b
-    Exit 0 when a diagnosis was produced, 2 when LOG cannot be read or holds no Mbed TLS line;
-    with --fail-on-failure, 1 for a failed or stalled handshake.
+    With --capture PCAP: the bytes Mbed TLS read (its level-4 dumps) against the wire, and for a
+    failure the incident's theories answered.
+    Exit 0 when a diagnosis was produced, 2 when LOG or PCAP cannot be read or LOG holds no Mbed TLS
+    line; with --fail-on-failure, 1 for a failed or stalled handshake.
     """
     parser = parse_log(log, _version_option(mbedtls_version))
     result = diagnose_parser(parser)
+    evidence = wire_evidence(log, capture, result, cloud_log) if capture is not None else None
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        document = result.to_json()
+        if evidence is not None:
+            document.update(_evidence_json(evidence[0], evidence[1]))
+        click.echo(json.dumps(document, indent=2))
     else:
         click.echo(render_diagnosis(result, str(log)))
+        if evidence is not None:
+            click.echo(evidence[2])
     if fail_on_failure and result.outcome in ("failed", "stalled"):
         sys.exit(1)
 
@@ -122,20 +235,54 @@ def diagnose(log: Path, as_json: bool, mbedtls_version: str | None, fail_on_fail
 @click.argument("bad", type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="print the comparison as one JSON object")
 @click.option("--mbedtls-version", metavar="X.Y", default=None, help="override the detected Mbed TLS version")
-def diff(good: Path, bad: Path, as_json: bool, mbedtls_version: str | None) -> None:
-    """Compare a passing log (GOOD) with a failing one (BAD) state by state; show the first divergence."""
+@click.option(
+    "--capture",
+    type=_CAPTURE,
+    default=None,
+    metavar="PCAP",
+    help="BAD's capture: wire against stack, theories",
+)
+@click.option(
+    "--good-capture", type=_CAPTURE, default=None, metavar="PCAP", help="GOOD's capture: wire against stack"
+)
+@click.option(
+    "--cloud-log", type=_CAPTURE, default=None, metavar="FILE", help="the cloud's own journal during BAD"
+)
+def diff(
+    good: Path,
+    bad: Path,
+    as_json: bool,
+    mbedtls_version: str | None,
+    capture: Path | None,
+    good_capture: Path | None,
+    cloud_log: Path | None,
+) -> None:
+    """Compare a passing log (GOOD) with a failing one (BAD) state by state; show the first divergence.
+
+    With --capture (BAD's) and --good-capture (GOOD's): each log's level-4 dumps against its wire,
+    and BAD's theories answered.
+    """
     version = _version_option(mbedtls_version)
     good_parser = parse_log(good, version)
     bad_parser = parse_log(bad, version)
     result = diff_traces(good_parser.trace, bad_parser.trace)
+    good_diagnosis, bad_diagnosis = diagnose_parser(good_parser), diagnose_parser(bad_parser)
+    good_evidence = wire_evidence(good, good_capture, good_diagnosis) if good_capture is not None else None
+    bad_evidence = wire_evidence(bad, capture, bad_diagnosis, cloud_log) if capture is not None else None
     if as_json:
         document = result.to_json()
-        document["good"] = diagnose_parser(good_parser).to_json()
-        document["bad"] = diagnose_parser(bad_parser).to_json()
+        document["good"] = good_diagnosis.to_json()
+        document["bad"] = bad_diagnosis.to_json()
+        for key, evidence in (("good", good_evidence), ("bad", bad_evidence)):
+            if evidence is not None:
+                document[key].update(_evidence_json(evidence[0], evidence[1]))
         click.echo(json.dumps(document, indent=2))
     else:
         click.echo(f"good: {good}\nbad:  {bad}\n")
         click.echo(result.render())
+        for label, evidence in (("good", good_evidence), ("bad", bad_evidence)):
+            if evidence is not None:
+                click.echo(evidence[2].replace("Wire against stack (", f"Wire against stack, {label} (", 1))
 
 
 commands = [diagnose, diff]

@@ -245,6 +245,11 @@ class CloudConfig(Model):
     port: int = Field(8883, gt=0, lt=65536)
     client_id: str = Field(description="the harness's own MQTT client id for watching events")
     events: EventsConfig | None = None
+    server_log: FilePath | None = Field(
+        None,
+        description="the endpoint's own log on this host, JSON lines with `wall` times (the simulated "
+        "cloud's cloud.log): an attempt keeps its lines as cloud.jsonl, the server's side of the story",
+    )
 
 
 class StallConfig(Model):
@@ -333,8 +338,26 @@ class BenchConfig(Model):
         """The sha256 the image must have: the variant's `image.sha256`, unless this bench has its own images."""
         return None if self.images is not None else variant.image.sha256
 
+    def forensic_image_for(self, variant: VariantConfig) -> Path | None:
+        """The forensic HEX (the same build at debug level 4) for `variant`, or None when it has none.
+
+        A bench with its own `images.dir` has `<variant name>.forensic.hex` there for every variant (the
+        simulated bench builds it); elsewhere it is the variant file's `forensic.hex`, when it names one.
+        """
+        if self.images is not None:
+            return self.images.dir / f"{variant.name}{FORENSIC_SUFFIX}"
+        return variant.forensic.hex if variant.forensic is not None else None
+
+    def forensic_pin(self, variant: VariantConfig) -> str | None:
+        """The sha256 the forensic image must have: the variant's `forensic.sha256`, unless this bench has its own."""
+        if self.images is not None or variant.forensic is None:
+            return None
+        return variant.forensic.sha256
+
 
 # ------------------------------------------------------------------------------------------- variant
+
+FORENSIC_SUFFIX = ".forensic.hex"  # in a bench's images.dir: `<variant name>.forensic.hex`
 
 
 class ImageConfig(Model):
@@ -431,11 +454,35 @@ class VariantConfig(Model):
     description: str = ""
     image: ImageConfig
     build: BuildParams
+    forensic: ImageConfig | None = Field(
+        None,
+        description="the same build at Mbed TLS debug level 4: rerun once with it after a failing attempt, "
+        "so the bytes Mbed TLS read can be compared with the wire",
+    )
     release: bool = False
     expect: dict[str, Expectation] = Field(
         default_factory=dict,
         description="per path name (or `*` for every other path): pass | fail <category>",
     )
+
+    @field_validator("forensic")
+    @classmethod
+    def _forensic_is_another_build(
+        cls, value: ImageConfig | None, info: ValidationInfo
+    ) -> ImageConfig | None:
+        if value is None:
+            return None
+        image, build = info.data.get("image"), info.data.get("build")
+        if isinstance(image, ImageConfig) and Path(value.hex) == Path(image.hex):
+            raise ValueError(
+                f"the forensic image is image.hex ({image.hex}); it is the same build at debug level 4, a "
+                "file of its own"
+            )
+        if isinstance(build, BuildParams) and build.debug_threshold >= 4:
+            raise ValueError(
+                "this build already runs at build.debug_threshold 4: its forensic image would be the build itself"
+            )
+        return value
 
     def expectation(self, path: str) -> Expectation:
         """What this variant should do on `path`; a path not listed is expected to pass."""

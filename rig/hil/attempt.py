@@ -55,8 +55,11 @@ from rig.errors import ConfigError, InfrastructureError
 from rig.hil.judge import Boot, Judgement, Rules, Witnesses, gap_effect, judge
 from rig.mbedtls import LogParser
 from rig.report import evidence as files
+from rig.report import theories, wire_vs_stack
 from rig.report.evidence import write_json, write_wire_json
 from rig.report.records import AttemptRecord, UartGapRecord, cell_id
+from rig.report.theories import Theories
+from rig.report.wire_vs_stack import WireVsStack
 from rig.wire import WireView, read_capture
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,8 @@ WIRE_POLL_S = 1.0  # how often the growing capture is read again while the attem
 POLL_S = 0.1  # how often the live verdict is re-evaluated while the UART is quiet
 QUIET_S = 0.5  # UART silence that says the DUT printed everything from before the reset
 BUDGET_RTTS = 10  # round trips a healthy connect may take (TCP, TLS 1.2 with client auth, MQTT CONNECT)
+# Verdicts that are the firmware's failure (not a bench problem): theories answered, a forensic rerun.
+FIRMWARE_FAILURES = ("failed", "stalled", "timeout", "incomplete")
 
 
 def stall_after_s(timeouts: TimeoutsConfig, path: PathConfig) -> float:
@@ -101,8 +106,8 @@ class CellBench(Protocol):
         """Record the UART and the bench's events into `folder` (None: stop)."""
         ...
 
-    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
-        """Put the variant's image on the DUT unless it runs it already (then `skipped`)."""
+    def ensure_image(self, variant: VariantConfig, out_dir: Path, *, forensic: bool = False) -> ProgramResult:
+        """Put the variant's image (`forensic`: its forensic image) on the DUT unless it runs it already."""
         ...
 
     def select_path(self, name: str) -> None: ...
@@ -145,6 +150,7 @@ class Attempt:
         folder: Path,
         *,
         repeat: int = 1,
+        forensic: bool = False,
     ) -> None:
         self.bench = bench
         self.variant = variant.model
@@ -161,6 +167,7 @@ class Attempt:
             bench=bench.config.name,
             simulated=bench.config.simulated,
             stall_after_s=stall_after_s(bench.config.timeouts, self.path),
+            forensic=forensic,
         )
         self.parser: LogParser | None = None  # the live parser of the boot being judged
         self.verdict_time: float | None = None  # host monotonic time the verdict was reached
@@ -170,6 +177,11 @@ class Attempt:
         self._reset_at: float | None = None
         self._reset_wall: float | None = None
         self._closed = False
+        self.boot_lines: list[str] = []  # the judged boot's UART lines (for the wire against the stack)
+        self.view: WireView | None = None  # the whole capture, read once it stopped
+        self.wire_check: WireVsStack | None = None
+        self.cloud_log: list[dict[str, Any]] = []
+        self._judged_summary = ""
 
     @property
     def id(self) -> str:
@@ -187,7 +199,9 @@ class Attempt:
         self._stack.callback(lines.close)
         subscribed = time.monotonic()
         started = time.monotonic()
-        program = self.bench.ensure_image(self.variant, folder / files.PROGRAMMER_DIR)
+        program = self.bench.ensure_image(
+            self.variant, folder / files.PROGRAMMER_DIR, forensic=self.record.forensic
+        )
         self.record.seconds.program = time.monotonic() - started
         self.record.programmed = program.ok and not program.skipped
         self.record.image_sha256 = program.image_sha256
@@ -314,11 +328,13 @@ class Attempt:
                 self._check_image(sha)
                 w.uart = LogParser()
                 self.parser = w.uart
+                self.boot_lines = []
         if len(w.boots) > 1:
             return  # a later boot is never judged: the judge calls it an unexpected reboot
         w.lines_seen += 1
         w.last_line_at = line.mono
         w.uart.feed(line.text, host_time=line.mono)
+        self.boot_lines.append(line.text)
         if w.mqtt_connected_at is None and patterns.mqtt.search(line.text):
             w.mqtt_connected_at = line.mono
         if w.suite_on_uart is None and (suite := SUITE_NAME.search(line.text)):
@@ -369,6 +385,7 @@ class Attempt:
         try:
             self._stack.close()
             self._write_wire()
+            self._write_forensics()
         finally:
             self.save()
             self.bench.attach(None)
@@ -380,6 +397,48 @@ class Attempt:
         except InfrastructureError as exc:
             log.error("%s attempt %d: %s", self.id, self.record.attempt, exc)
             self.bench.emit("wire_unreadable", cell=self.id, error=str(exc))
+
+    def _write_forensics(self) -> None:
+        """The cloud's own log lines, the wire against the stack, and for a failure the theories answered.
+
+        `cloud.jsonl` when the bench names the endpoint's log (`cloud.server_log`); `wire-vs-stack.txt`/
+        `.json` when the judged boot dumped its input records (debug level 4); `theories.txt` when the
+        verdict is a firmware failure. Their sentences go into the summary.
+        """
+        folder = self.record.folder
+        self._judged_summary = self.record.summary
+        server_log = self.bench.config.cloud.server_log
+        if server_log is not None and self._reset_wall is not None:
+            self.cloud_log = files.collect_server_log(folder, server_log, self._reset_wall - 1.0)
+        self.view = wire_vs_stack.read_view(folder)
+        if self.view is not None and self.boot_lines:
+            self.wire_check = wire_vs_stack.check(
+                self.boot_lines, self.view, log=str(folder / files.UART_RAW)
+            )
+            if self.wire_check is not None:
+                wire_vs_stack.write(folder, self.wire_check)
+                self.record.wire_vs_stack = self.wire_check.summary()
+                self.bench.emit("wire_vs_stack", cell=self.id, summary=self.record.wire_vs_stack)
+        if self.record.verdict in FIRMWARE_FAILURES:
+            self.write_theories()
+        else:
+            self._summarize(None)
+
+    def write_theories(self, check: WireVsStack | None = None, *, check_from: str = "") -> Theories:
+        """`theories.txt` from this attempt's evidence (or `check`, another attempt's comparison)."""
+        answered = theories.answer(self.view, check or self.wire_check, self.cloud_log, check_from=check_from)
+        theories.write(self.record.folder, answered)
+        self.record.theories = [*answered.answers, f"Supported: {answered.supported}"]
+        self._summarize(answered.supported)
+        return answered
+
+    def _summarize(self, supported: str | None) -> None:
+        parts = [self._judged_summary.rstrip()]
+        if self.record.wire_vs_stack:
+            parts.append(self.record.wire_vs_stack.rstrip(".") + ".")
+        if supported:
+            parts.append(f"Theories: the evidence supports {supported}.")
+        self.record.summary = " ".join(p for p in parts if p)
 
     def save(self) -> None:
         """Write the record as it stands to `diagnosis.json` (again once its outcome is known)."""

@@ -387,19 +387,27 @@ class Bench:
         except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
             return None
 
-    def ensure_image(self, variant: VariantConfig, out_dir: Path, *, force: bool = False) -> ProgramResult:
+    def ensure_image(
+        self, variant: VariantConfig, out_dir: Path, *, force: bool = False, forensic: bool = False
+    ) -> ProgramResult:
         """Program `variant`'s image unless the DUT already runs it (then `skipped=True`).
 
         A DUT that stays silent after its reset costs `timeouts.boot_s` before it is programmed (a
         blank part says nothing). `force` programs without asking the DUT (a DUT that prints a wrong
-        banner, a suspect flash).
+        banner, a suspect flash). `forensic`: the variant's forensic image (the same build at debug
+        level 4) instead of its image.
         """
-        image = self.config.image_for(variant)
+        image = self.config.forensic_image_for(variant) if forensic else self.config.image_for(variant)
+        key = "forensic.hex" if forensic else "image.hex"
+        if image is None:
+            raise ConfigError(
+                f"variant {variant.name}: no forensic image — name one in its file's `forensic.hex`"
+            )
         if not image.is_file():
             where = (
                 f"the bench's images.dir ({self.loaded.source.display})"
                 if self.config.images is not None
-                else "its image.hex"
+                else f"its {key}"
             )
             raise ConfigError(f"variant {variant.name}: image {image} not found — build it or fix {where}")
         wanted = image_sha256(image)
@@ -408,8 +416,9 @@ class Bench:
             self.events.emit("flash_skipped", "bench", variant=variant.name, sha256=wanted, known_by=how)
             return ProgramResult(True, True, 0.0, 0, None, wanted)
         self.banner.forget()  # the new image will announce itself
-        result = self.programmer.program(image, out_dir=out_dir, sha256=self.config.image_pin(variant))
-        self._write_record(variant.name, wanted)
+        pin = self.config.forensic_pin(variant) if forensic else self.config.image_pin(variant)
+        result = self.programmer.program(image, out_dir=out_dir, sha256=pin)
+        self._write_record(variant.name + (" (forensic)" if forensic else ""), wanted)
         return result
 
     def _write_record(self, variant: str, sha256: str) -> None:

@@ -13,6 +13,12 @@ A `Cell` is what a HIL test gets: `prepare()` then `handshake()`. A bench proble
 from the start (image, path, reset); a second bench problem propagates and makes the test an error.
 The record of the final attempt is written by the caller, which knows the outcome (the pytest plugin
 from the test's report, `rig gate` from the expectation).
+
+A cell whose judged attempt is a firmware failure is run once more with its variant's forensic image
+(`Cell.rerun_forensic`: the same build at Mbed TLS debug level 4, from the variant file's `forensic`
+or the bench's `images.dir`), after the failing attempt: its capture and level-4 log are compared byte
+by byte (`wire-vs-stack.txt`). Its record is marked `forensic` in `cells.jsonl`; tables, pass rates and
+the gate leave it out, and the cell's verdict stays the failing attempt's.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from rig.config import Expectation, Loaded, VariantConfig
-from rig.errors import InfrastructureError
-from rig.hil.attempt import Attempt, CellBench, stall_after_s, time_budget_s
+from rig.errors import InfrastructureError, RigError
+from rig.hil.attempt import FIRMWARE_FAILURES, Attempt, CellBench, stall_after_s, time_budget_s
+from rig.hil.judge import expected_outcome
 from rig.report.comparison import Side, with_wire, write_comparison
 from rig.report.evidence import RunFolder
 from rig.report.records import AttemptRecord, Outcome, cell_id
@@ -159,6 +166,7 @@ class Cell:
         self.attempt: Attempt | None = None
         self.records: list[AttemptRecord] = []
         self.judged: AttemptRecord | None = None  # the record of the attempt that reached a verdict
+        self.forensic: Attempt | None = None  # the rerun with the forensic image, once the cell failed
         path = bench.config.paths[spec.path]
         self.stall_after_s = stall_after_s(bench.config.timeouts, path)
         self.time_budget_s = time_budget_s(bench.config.timeouts, path)
@@ -235,6 +243,55 @@ class Cell:
         """Finish the current attempt (capture, subscription, diagnosis.json); safe to call twice."""
         if self.attempt is not None:
             self.attempt.close()
+        if self.forensic is not None:
+            self.forensic.close()
+
+    def wants_forensic(self) -> bool:
+        """Whether the judged attempt is a firmware failure and the bench has a forensic image for the variant."""
+        judged = self.judged
+        if judged is None or judged.verdict not in FIRMWARE_FAILURES or self.forensic is not None:
+            return False
+        return self.bench.config.forensic_image_for(self.spec.variant.model) is not None
+
+    def rerun_forensic(self) -> AttemptRecord | None:
+        """Run the cell once more with the variant's forensic image, after its failing attempt.
+
+        The rerun is evidence (its capture, its level-4 log and their comparison), not an attempt of the
+        cell's verdict: its record says `forensic: true` and the verdict already reached stands. A bench
+        or configuration problem in it is recorded in its own record and goes no further.
+        """
+        if not self.wants_forensic():
+            return None
+        wanted = self._attempt_number(cell_id(self.spec.name, self.spec.path))
+        number, folder = self.run.attempt_dir(self.spec.name, self.spec.path, wanted)
+        self.forensic = attempt = Attempt(
+            self.bench,
+            self.spec.variant,
+            self.spec.path,
+            number,
+            folder,
+            repeat=self.spec.repeat,
+            forensic=True,
+        )
+        try:
+            attempt.prepare()
+            attempt.watch()
+            outcome: Outcome = expected_outcome(self.spec.expectation, attempt.record, infrastructure=False)
+        except RigError as exc:
+            attempt.fail_with_bench_problem(exc)
+            outcome = "error"
+        finally:
+            attempt.close()
+        record = attempt.record
+        record.outcome = outcome
+        attempt.save()
+        self.run.cells.append(record)
+        self.records.append(record)
+        if self.attempt is not None and attempt.wire_check is not None:
+            # The failing attempt's theories, answered again with the rerun's comparison.
+            self.attempt.write_theories(attempt.wire_check, check_from=f"forensic attempt {record.attempt}")
+            self.attempt.save()
+        return record
 
 
 class Comparisons:

@@ -56,9 +56,9 @@ class LiveBench:
         self.bench.uart.record(folder)
         self.bench.events.attach(folder / files.EVENTS if folder is not None else None)
 
-    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
+    def ensure_image(self, variant: VariantConfig, out_dir: Path, *, forensic: bool = False) -> ProgramResult:
         with blame("programmer"):
-            return self.bench.ensure_image(variant, out_dir)
+            return self.bench.ensure_image(variant, out_dir, forensic=forensic)
 
     def select_path(self, name: str) -> None:
         """Select and verify `name` (and, the first time, probe its uplink), unless it is selected already.

@@ -146,9 +146,15 @@ _NO_SHARED: Final = re.compile(
     re.IGNORECASE,
 )
 _ALLOC: Final = re.compile(r"\b(?:[cm]?alloc|allocation)\b.{0,32}?\bfail|out of memory", re.IGNORECASE)
-_RECORD_DUMP: Final = re.compile(
-    r"dumping '(input record header|input record from network|output record sent to network)'"
-)
+# A hex dump's header: what is dumped and its size (`mbedtls_debug_print_buf`). The record dumps among
+# them are the parser's (it reads the record header in the row after) and the wire check's (`wirecheck`
+# collects the rows of `input record from network`, the bytes Mbed TLS read).
+DUMP_HEADER: Final = re.compile(r"dumping '([^']*)'(?: \((\d+|zu) bytes\))?")
+RECORD_DUMPS: Final[dict[str, str]] = {
+    "input record header": "in",
+    "input record from network": "in",
+    "output record sent to network": "out",
+}
 
 _RECORD_VERSIONS: Final[dict[int, str]] = {
     0x0303: "tls1.2",
@@ -223,9 +229,9 @@ def classify(message: str) -> tuple[EventKind, dict[str, Value]] | None:
     if message.startswith(_SERVER_PICKS):
         return "step", {"step": "pick ciphersuite"}
     if message.startswith("dumping '"):
-        d = _RECORD_DUMP.match(message)
-        if d is not None:
-            return "record_dump", {"direction": "out" if d.group(1).startswith("output") else "in"}
+        d = DUMP_HEADER.match(message)
+        if d is not None and d.group(1) in RECORD_DUMPS:
+            return "record_dump", {"direction": RECORD_DUMPS[d.group(1)]}
         return None
     if "state: " in message:
         m = _STATE.search(message)

@@ -2,7 +2,7 @@
 
 What is attached, by file name in the attempt folder: the UART log (raw bytes, as text), the
 timestamped line stream, the diagnosis, the bench's events, the programmer's output, the pcap and its
-TLS-record view (`wire.json`), the timeline chart and the diff against the passing attempt. Private keys never leave the bench: only
+TLS-record view (`wire.json`), the wire against the stack (`wire-vs-stack.txt`/`.json`), the timeline chart and the diff against the passing attempt. Private keys never leave the bench: only
 these named files are attached, never a folder's whole content.
 """
 
@@ -29,10 +29,12 @@ _ATTACHMENTS: tuple[tuple[str, str, str], ...] = (
     (files.EVENTS, "bench events", "JSON"),
     (files.CAPTURE, "packet capture", "PCAP"),
     (files.WIRE, "the wire: TCP segments and TLS records", "JSON"),
+    (files.WIRE_VS_STACK_TEXT, "wire against stack: bytes on the wire vs bytes Mbed TLS read", "TEXT"),
+    (files.WIRE_VS_STACK_JSON, "wire against stack (JSON)", "JSON"),
 )
 
 
-def attach_attempt(folder: Path, attempt: int) -> list[str]:
+def attach_attempt(folder: Path, attempt: int, *, label: str = "attempt") -> list[str]:
     """Attach the evidence files of one attempt that exist; returns the names attached."""
     attached = []
     for name, title, kind in _ATTACHMENTS:
@@ -40,7 +42,7 @@ def attach_attempt(folder: Path, attempt: int) -> list[str]:
         if target.is_file() and target.stat().st_size > 0:
             _attach_file(
                 str(target),
-                name=f"attempt {attempt}: {title}",
+                name=f"{label} {attempt}: {title}",
                 attachment_type=getattr(allure.attachment_type, kind),
             )
             attached.append(name)
@@ -50,7 +52,7 @@ def attach_attempt(folder: Path, attempt: int) -> list[str]:
             if output.is_file() and output.suffix in (".txt", ".log", ".out", ".json"):
                 _attach_file(
                     str(output),
-                    name=f"attempt {attempt}: programmer {output.name}",
+                    name=f"{label} {attempt}: programmer {output.name}",
                     attachment_type=allure.attachment_type.TEXT,
                 )
                 attached.append(f"{files.PROGRAMMER_DIR}/{output.name}")

@@ -3,7 +3,8 @@
 Each attempt gets its own folder, made before the attempt starts so that the drivers can stream into
 it (the UART's `uart.raw`/`uart.jsonl`, the event log's `events.jsonl`, the programmer's output, the
 capture's pcap); the cell runner adds `diagnosis.json`, `wire.json` (the capture read by `rig.wire`,
-`write_wire_json`), the timeline chart and the diff against a passing attempt. `DIR/latest` points at
+`write_wire_json`), the comparison of the wire with the bytes Mbed TLS read (`wire-vs-stack.txt` and
+`.json`, `rig.report.wire_vs_stack`), the timeline chart and the diff against a passing attempt. `DIR/latest` points at
 the newest run.
 """
 
@@ -31,6 +32,10 @@ PROGRAMMER_DIR = "programmer"
 TIMELINE = "timeline.png"
 DIFF_TEXT = "diff.txt"
 DIFF_JSON = "diff.json"
+WIRE_VS_STACK_TEXT = "wire-vs-stack.txt"
+WIRE_VS_STACK_JSON = "wire-vs-stack.json"
+THEORIES = "theories.txt"
+CLOUD_LOG = "cloud.jsonl"
 
 
 def new_run_id() -> str:
@@ -102,6 +107,29 @@ def write_wire_json(folder: Path, *, stopped: float | None = None) -> Path | Non
     except ConfigError as exc:
         raise InfrastructureError(f"the bench's capture is unreadable: {exc}") from exc
     return write_json(folder / WIRE, view.to_json())
+
+
+def collect_server_log(folder: Path, source: Path, since: float) -> list[dict[str, Any]]:
+    """The cloud endpoint's own log lines from `since` (wall time) on, kept as the attempt's `cloud.jsonl`.
+
+    Lines without a `wall` time, or that are not JSON objects, are skipped; a log that cannot be read
+    gives none (the endpoint's side is then unknown, which the theories say).
+    """
+    try:
+        text = source.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("wall"), int | float) and entry["wall"] >= since:
+            lines.append(entry)
+    if lines:
+        (folder / CLOUD_LOG).write_text("".join(json.dumps(e) + "\n" for e in lines), encoding="utf-8")
+    return lines
 
 
 def capture_stopped(folder: Path) -> float | None:

@@ -7,7 +7,8 @@ written and read back; `diagnosis.json` is a view of it (`evidence_json`). Field
 grep for: `variant, path, attempt, outcome, verdict, category, last_state, error, seconds{program, path,
 reset_to_verdict, settle}, programmed, evidence`, plus `repeat`, `ciphersuite`, `summary`, `started`,
 `image_sha256`, `rig_version`, `bench`, `simulated`, `mqtt_connected`, `cloud_connected`, `stall_after_s`
-and `uart_gaps` (every time the UART's port was gone during the attempt, and what it cost). Lines written
+`uart_gaps` (every time the UART's port was gone during the attempt, and what it cost) and
+`wire_vs_stack` (the comparison of the capture with the bytes Mbed TLS dumped, at debug level 4). Lines written
 by older versions of the rig (without the later fields, `verdict: null` for a bench problem) read as before.
 """
 
@@ -98,6 +99,13 @@ class AttemptRecord(BaseModel):
     cloud_connected: bool | None = None
     stall_after_s: float | None = None
     uart_gaps: list[UartGapRecord] = Field(default_factory=list)
+    # The wire against the bytes Mbed TLS read (debug level 4 only): its one-line summary.
+    wire_vs_stack: str | None = None
+    # A failure's answers to the incident's theories, one sentence each, the last the one supported.
+    theories: list[str] = Field(default_factory=list)
+    # A forensic rerun (the variant's debug-level-4 image after a failing attempt): evidence of the
+    # cell, never one of its attempts in tables, pass rates or the gate.
+    forensic: bool = False
     # The full `rig diagnose --json` object: in `diagnosis.json`, not in every line of `cells.jsonl`.
     diagnosis: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
@@ -186,9 +194,14 @@ def read_cells(path: Path) -> list[AttemptRecord]:
 
 
 def final_attempts(records: list[AttemptRecord]) -> list[AttemptRecord]:
-    """The last attempt of every (variant, path, repeat): an infrastructure retry replaces its error."""
+    """The last attempt of every (variant, path, repeat): an infrastructure retry replaces its error.
+
+    Forensic reruns are not attempts of the cell's verdict: they are left out.
+    """
     last: dict[tuple[str, str, int], AttemptRecord] = {}
     for record in records:
+        if record.forensic:
+            continue
         key = (record.variant, record.path, record.repeat)
         if key not in last or record.attempt >= last[key].attempt:
             last[key] = record

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rig.config import load_variant
+from rig.config import VariantConfig, load_variant
+from rig.config.models import FORENSIC_SUFFIX
 from rig.errors import ConfigError, InfrastructureError
 from rig.sim.image import build_image
 from rig.sim.pki import Pki, generate_pki
@@ -85,10 +86,11 @@ def build_variant(
 ) -> tuple[Path, str | None]:
     """Build `variant_file`'s HEX into `images`; returns its path and sha256, or None when it was fresh.
 
-    Raises `NotWrittenBySim` when a HEX is there without the stamp of the sim that wrote it.
+    Its forensic image (the same build at Mbed TLS debug level 4, `<name>.forensic.hex`) is built
+    beside it, for every variant: the harness reruns a failing cell with it. Raises `NotWrittenBySim`
+    when a HEX is there without the stamp of the sim that wrote it.
     """
     variant = load_variant(variant_file).model
-    hex_path = images / f"{variant.name}.hex"
     inputs = {
         "variant": variant.name,
         "variant_sha256": _sha256(variant_file),
@@ -96,24 +98,52 @@ def build_variant(
         "client_id": client_id,
         "endpoint": endpoint,
     }
-    with locked(hex_path.parent / ".rig-sim-build.lock"):
-        stamp = read_stamp(hex_path)
-        ours = hex_path.is_file() and stamp.get("hex_sha256") == _sha256(hex_path)
-        if hex_path.exists() and not ours:
-            raise NotWrittenBySim(
-                f"{hex_path}: left alone — this HEX was not written by the simulated bench (no stamp "
-                f"{stamp_path(hex_path).name} matching its bytes); remove it if the sim should build {variant.name}"
-            )
-        if only_if_stale and ours and {k: stamp.get(k) for k in inputs} == inputs:
-            return hex_path, None
-        sha = build_image(variant, pki, client_id, endpoint, hex_path)
-        stamp_path(hex_path).write_text(json.dumps({**inputs, "hex_sha256": sha}, indent=2))
-    return hex_path, sha
+    forensic = variant.model_copy(update={"build": variant.build.model_copy(update={"debug_threshold": 4})})
+    with locked(images / ".rig-sim-build.lock"):
+        built = _build_one(
+            variant, images / f"{variant.name}.hex", inputs, pki, client_id, endpoint, only_if_stale
+        )
+        _build_one(
+            forensic,
+            images / f"{variant.name}{FORENSIC_SUFFIX}",
+            {**inputs, "forensic": True},
+            pki,
+            client_id,
+            endpoint,
+            only_if_stale,
+        )
+    return images / f"{variant.name}.hex", built
+
+
+def _build_one(
+    variant: VariantConfig,
+    hex_path: Path,
+    inputs: dict[str, Any],
+    pki: Pki,
+    client_id: str,
+    endpoint: str,
+    only_if_stale: bool,
+) -> str | None:
+    stamp = read_stamp(hex_path)
+    ours = hex_path.is_file() and stamp.get("hex_sha256") == _sha256(hex_path)
+    if hex_path.exists() and not ours:
+        raise NotWrittenBySim(
+            f"{hex_path}: left alone — this HEX was not written by the simulated bench (no stamp "
+            f"{stamp_path(hex_path).name} matching its bytes); remove it if the sim should build {variant.name}"
+        )
+    if only_if_stale and ours and {k: stamp.get(k) for k in inputs} == inputs:
+        return None
+    sha = build_image(variant, pki, client_id, endpoint, hex_path)
+    stamp_path(hex_path).write_text(json.dumps({**inputs, "hex_sha256": sha}, indent=2))
+    return sha
 
 
 def variant_of(hex_path: str | None) -> str | None:
     """The variant a HEX file was built from (from its stamp), for `rig sim status`."""
     if not hex_path:
         return None
-    name = read_stamp(Path(hex_path)).get("variant")
-    return str(name) if name else None
+    stamp = read_stamp(Path(hex_path))
+    name = stamp.get("variant")
+    if not name:
+        return None
+    return f"{name} (forensic)" if stamp.get("forensic") else str(name)

@@ -23,7 +23,9 @@ module first:
   close; `close` — a close without alert.
 - While `DIR/cloud.down` exists (`rig sim fault cloud-down`) every new connection is reset at once.
 - After the handshake, MQTT 3.1.1 is relayed to mosquitto's plain listener, with AWS-style lifecycle
-  events (`cloud_mqtt`). `DIR/cloud.log` gets one JSON line per connection when it ends.
+  events (`cloud_mqtt`). `DIR/cloud.log` gets one JSON line per connection when it ends, and at once a
+  line for each handshake flight it sent (`"event": "flight sent"`, its size and sha256) and one when it
+  gives up on a handshake (`"event": "gave up"`: OpenSSL's reason, the alert sent or withheld).
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class CloudServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = (settings.directory / LOG_FILE).open("a", encoding="utf-8")
+        settings.journal = self._write_log
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,9 @@ class ServerSettings:
     publisher: EventPublisher
     versions: dict[str, int] = field(default_factory=dict)
     sessions: dict[str, Connection] = field(default_factory=dict)  # client id → its live session
+    # Writes one line to cloud.log at once (the stand-in's journal: flights sent, why it gave up); the
+    # connection's own record follows when it ends.
+    journal: Callable[[dict[str, Any]], None] | None = None
 
 
 class Connection:
@@ -95,6 +100,7 @@ class Connection:
         self.keepalive_s = 0
         self.last_device_data = time.monotonic()
         self.taken_over = False  # another session connected with the same client id
+        self.flights = 0  # handshake flights sent
 
     async def serve(self) -> dict[str, Any]:
         try:
@@ -159,7 +165,20 @@ class Connection:
             self.record["first_flight_bytes"] = len(wire)
             self.record["first_flight_records"] = self.coalescer.records_out
             self.record["openssl_records"] = self.coalescer.records_in
+        if wire:
+            # The digest of what the server put on its own socket: a capture elsewhere on the path that
+            # holds other bytes shows the path changed them.
+            self.flights += 1
+            digest = hashlib.sha256(wire).hexdigest()
+            self.record.setdefault("flights", []).append({"bytes": len(wire), "sha256": digest})
+            self._journal("flight sent", flight=self.flights, bytes=len(wire), sha256=digest)
         await self._send(wire)
+
+    def _journal(self, event: str, **fields: Any) -> None:
+        if self.settings.journal is not None:
+            self.settings.journal(
+                {"event": event, "wall": round(time.time(), 6), "peer": self.record["peer"], **fields}
+            )
 
     async def _failed(self, exc: ssl.SSLError) -> None:
         """Answer a failed handshake: refuse a wrong SNI with its alert; otherwise act per mode."""
@@ -175,6 +194,25 @@ class Connection:
         send_alert = refused or self.mode == "alert"
         if alerts:
             self.record["alert"] = {**alerts[0].to_json(), "sent": send_alert}
+        alert = alerts[0].name if alerts else None
+        if send_alert:
+            action = f"sending its fatal alert ({alert}) and closing" if alert else "closing"
+        elif self.mode == "silent":
+            withheld = f"withholding its fatal alert ({alert})" if alert else "sending no alert"
+            action = (
+                f"{withheld} and holding the connection open and silent for up to {self.settings.hold_s:g} s"
+            )
+        else:
+            action = "closing without an alert"
+        self._journal(
+            "gave up",
+            handshake=self.record["handshake"],
+            reason=self.record["error"],
+            mode=self.mode,
+            alert=alert,
+            alert_sent=send_alert if alert else None,
+            message=f"gave up on the handshake: {self.record['error']}; {action}",
+        )
         if send_alert:
             await self._send(pending)
         elif self.mode == "silent":

@@ -158,12 +158,22 @@ class TlsRecord:
 
 @dataclass
 class HandshakeMessage:
-    """A plaintext handshake message: its type, body length and the records that carry its bytes."""
+    """A plaintext handshake message: its type, body length and the records that carry its bytes.
+
+    `offset` and `end` are where its first byte (the type) and the byte after its last lie in the
+    direction's stream; a message that spans records spans their headers too.
+    """
 
     type: int
     length: int
     records: list[int]
     complete: bool
+    offset: int | None = None
+    end: int | None = None
+
+    def holds(self, position: int) -> bool:
+        """Whether the stream byte at `position` lies within this message's span."""
+        return self.offset is not None and self.end is not None and self.offset <= position < self.end
 
     @property
     def name(self) -> str:
@@ -176,17 +186,22 @@ class HandshakeMessage:
             "length": self.length,
             "records": list(self.records),
             "complete": self.complete,
+            "offset": self.offset,
+            "end": self.end,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> HandshakeMessage:
         records = data.get("records") or []
         assert isinstance(records, list)
+        offset, end = data.get("offset"), data.get("end")
         return cls(
             int(str(data["type"])),
             int(str(data["length"])),
             [int(r) for r in records],
             bool(data["complete"]),
+            None if offset is None else int(str(offset)),
+            None if end is None else int(str(end)),
         )
 
 
@@ -309,6 +324,7 @@ class _HandshakeStream:
         self.result = result
         self.buffer = bytearray()
         self.spans: list[tuple[int, int, int]] = []  # (start, end, record index) in the buffer
+        self.bodies: dict[int, int] = {}  # record index → stream offset of its body's first byte
         self.cursor = 0  # start of the next message in the buffer
         self.broken = False  # a lost record: message framing is unknown from here on
 
@@ -319,6 +335,7 @@ class _HandshakeStream:
         start = len(self.buffer)
         self.buffer += body
         self.spans.append((start, len(self.buffer), record.index))
+        self.bodies[record.index] = record.offset + _HEADER
         self._parse()
         if not record.complete:
             self.lose(record.offset)
@@ -354,13 +371,23 @@ class _HandshakeStream:
 
     def _emit(self, kind: int, length: int, start: int, end: int, *, complete: bool) -> None:
         records = [index for s, e, index in self.spans if s < max(end, start + 1) and e > start]
-        message = HandshakeMessage(kind, length, records, complete)
+        message = HandshakeMessage(
+            kind, length, records, complete, self._stream_offset(start), self._stream_offset(end - 1) + 1
+        )
         self.result.messages.append(message)
         body = bytes(self.buffer[start + 4 : end])
         if complete and kind == tables.SERVER_HELLO:
             _read_server_hello(body, self.result.hello)
         elif complete and kind == tables.CLIENT_HELLO:
             _read_client_hello(body, self.result.hello)
+
+    def _stream_offset(self, position: int) -> int:
+        """Where the handshake buffer's byte at `position` lies in the direction's stream."""
+        for s, e, index in self.spans:
+            if s <= position < e:
+                return self.bodies[index] + position - s
+        s, _, index = self.spans[-1]
+        return self.bodies[index] + position - s
 
     def _label_records(self) -> None:
         """Each record's `messages`: names, with '…' where a message began before or goes on after it."""

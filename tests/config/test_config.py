@@ -379,3 +379,42 @@ def test_a_pool_file_lists_bench_files_relative_to_itself_and_names_a_missing_or
     assert code == 0 and "a pool of 2 bench file(s)" in out, err
     code, out, err = check(write(benches, "empty.yaml", "pool: []\n"))
     assert code == 2 and "pool" in err
+
+
+def _variant_with(tmp_path: Path, forensic: str, threshold: int = 2) -> Path:
+    text = (REPO_VARIANTS / "tcp-rx-1024.yaml").read_text()
+    text = text.replace("build:\n", f"forensic:\n{forensic}build:\n").replace(
+        "debug_threshold: 2", f"debug_threshold: {threshold}"
+    )
+    target = tmp_path / "tcp-rx-1024.yaml"
+    target.write_text(text)
+    return target
+
+
+REPO_VARIANTS = Path(__file__).resolve().parents[2] / "firmware_configs"
+
+
+def test_a_forensic_image_is_read_and_found_by_a_bench_without_its_own_images(tmp_path, bench_data) -> None:
+    variant = load_variant(_variant_with(tmp_path, "  hex: build/tcp-rx-1024-d4.hex\n")).model
+    assert variant.forensic is not None and variant.forensic.hex == tmp_path / "build/tcp-rx-1024-d4.hex"
+    bench = load_bench(REPO_VARIANTS.parent / "benches" / "lab-example.yaml").model
+    assert bench.forensic_image_for(variant) == tmp_path / "build/tcp-rx-1024-d4.hex"
+    assert bench.forensic_image_for(variant.model_copy(update={"forensic": None})) is None
+
+
+def test_a_forensic_image_that_is_the_image_itself_is_refused_naming_file_line_and_key(tmp_path) -> None:
+    target = _variant_with(tmp_path, "  hex: ../build/firmware/tcp-rx-1024.hex\n")
+    with pytest.raises(ConfigError) as caught:
+        load_variant(target)
+    (line,) = caught.value.lines()
+    assert line.startswith(f"{target}:7: forensic: the forensic image is image.hex (")
+
+
+def test_a_forensic_image_of_a_build_already_at_level_4_is_refused(tmp_path) -> None:
+    target = _variant_with(tmp_path, "  hex: d4.hex\n", threshold=4)
+    with pytest.raises(ConfigError) as caught:
+        load_variant(target)
+    assert caught.value.lines() == [
+        f"{target}:7: forensic: this build already runs at build.debug_threshold 4: its forensic image would "
+        "be the build itself"
+    ]

@@ -143,11 +143,12 @@ class ScriptedBench:
             self._stop_player()
         self.folder = folder
 
-    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
-        if self.on_dut == variant.name:
+    def ensure_image(self, variant: VariantConfig, out_dir: Path, *, forensic: bool = False) -> ProgramResult:
+        name = variant.name + (" (forensic)" if forensic else "")
+        if self.on_dut == name:
             return ProgramResult(True, True, 0.0, 0, None, "0" * 64)
-        self._act(f"program {variant.name}")
-        self.on_dut = variant.name
+        self._act(f"program {name}")
+        self.on_dut = name
         return ProgramResult(True, False, 0.01, 1, None, "0" * 64)
 
     def select_path(self, name: str) -> None:

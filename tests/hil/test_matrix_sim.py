@@ -108,10 +108,32 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "3 passed, 3 xfailed" in done.stdout
     folder = only_run(results)
-    cells = {
-        (c["variant"], c["path"]): c
-        for c in map(json.loads, (folder / "cells.jsonl").read_text().splitlines())
-    }
+    lines = [json.loads(line) for line in (folder / "cells.jsonl").read_text().splitlines()]
+    cells = {(c["variant"], c["path"]): c for c in lines if not c["forensic"]}
+    # Each failing cell is rerun once with its forensic image (debug level 4), as evidence only.
+    forensic = {(c["variant"], c["path"]): c for c in lines if c["forensic"]}
+    assert sorted(forensic) == [
+        ("mbedtls-in-4096", "landline"),
+        ("mbedtls-in-4096", "satellite"),
+        ("tcp-rx-1024", "satellite"),
+    ]
+    rerun = forensic[("tcp-rx-1024", "satellite")]
+    assert (rerun["verdict"], rerun["last_state"], rerun["attempt"]) == (
+        "stalled",
+        "SERVER_CHANGE_CIPHER_SPEC",
+        2,
+    )
+    compared = json.loads((Path(rerun["evidence"]) / "wire-vs-stack.json").read_text())
+    assert [(d["offset"], d["message"]) for d in compared["differences"]] == [
+        (4096, "Certificate"),
+        (4097, "Certificate"),
+    ]
+    assert "wire vs stack: 2 of" in rerun["summary"]
+    # The failing attempt's theories, answered with the rerun's comparison and the cloud's own log.
+    answered = (Path(cells[("tcp-rx-1024", "satellite")]["evidence"]) / "theories.txt").read_text()
+    assert "the cloud's own log: \"gave up on the handshake: BAD_SIGNATURE" in answered
+    assert "Supported: (4): the device changed 2 bytes of the server's flight" in answered
+    assert "while the wire was intact" in rerun["summary"]
 
     stall = cells[("tcp-rx-1024", "satellite")]
     assert (stall["outcome"], stall["verdict"], stall["category"], stall["last_state"]) == (
@@ -130,7 +152,10 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
             "failed",
             "record_or_buffer_size",
         )
-    assert sum(c["programmed"] for c in cells.values()) == 3  # each variant programmed once
+    # Each variant programmed once, and mbedtls-in-4096 once more: its second path follows the forensic
+    # rerun of its first, which left the forensic image on the DUT.
+    assert sum(c["programmed"] for c in cells.values()) == 3 + 1
+    assert all(c["programmed"] for c in forensic.values())
 
     evidence = Path(stall["evidence"])
     for name in ("uart.raw", "uart.jsonl", "diagnosis.json", "events.jsonl", "capture.pcap", "timeline.png"):

@@ -61,10 +61,18 @@ class CloudProcess:
     def log_path(self) -> Path:
         return self.directory / "cloud.log"
 
-    def records(self) -> list[dict[str, Any]]:
+    def lines(self) -> list[dict[str, Any]]:
         if not self.log_path.exists():
             return []
         return [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The connection records (written when a connection ends), without the journal's lines."""
+        return [line for line in self.lines() if "event" not in line]
+
+    def journal(self) -> list[dict[str, Any]]:
+        """The lines written at once: `flight sent`, `gave up`."""
+        return [line for line in self.lines() if "event" in line]
 
     def wait_records(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The first `count` connection records of cloud.log, waiting for them to be written."""

@@ -7,6 +7,7 @@ buffer, to provoke the failed handshake each mode answers differently.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import socket
 import ssl
 import time
@@ -228,6 +229,26 @@ def test_silent_mode_withholds_the_alert_and_holds_the_connection_open(
     assert record["alert"] == {"level": "fatal", "code": 51, "description": "decrypt_error", "sent": False}
     assert record["hold_end"] == "client closed"
     assert record["held_s"] >= 1.0
+    # Its journal, written at once: the digest of the flight it sent, and why it gave up.
+    flight, gave_up = cloud.journal()
+    assert (flight["event"], flight["flight"], flight["bytes"]) == (
+        "flight sent",
+        1,
+        record["first_flight_bytes"],
+    )
+    assert [flight["sha256"]] == [f["sha256"] for f in record["flights"]]
+    # The client read the flight with two session-id bytes changed: its digest is not the server's.
+    received = bytes(outcome.received[: flight["bytes"]])
+    assert hashlib.sha256(received).hexdigest() != flight["sha256"]
+    repaired = bytearray(received)
+    for offset in SESSION_ID_BYTES:
+        repaired[offset] ^= 0xFF
+    assert hashlib.sha256(repaired).hexdigest() == flight["sha256"]
+    assert gave_up["event"] == "gave up" and gave_up["wall"] >= flight["wall"]
+    assert gave_up["message"] == (
+        "gave up on the handshake: BAD_SIGNATURE; withholding its fatal alert (decrypt_error) and holding the "
+        "connection open and silent for up to 30 s"
+    )
 
 
 def test_silent_mode_closes_after_the_hold_time(start_cloud: StartCloud, sim_pki: Pki) -> None:

@@ -26,6 +26,7 @@ from click.testing import CliRunner
 
 from rig.cli import main
 from rig.config import load_bench, read_env_file
+from rig.sim.image import flash_from_hex
 from rig.sim.procs import Processes, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,6 +300,13 @@ def test_build_writes_the_variant_hex_with_a_stamp_naming_its_inputs(running: Si
     assert result.stdout.split() == ["built", str(variant), "image", "sha256", sha]
     stamp = json.loads((hex_path.parent / "tcp-rx-1460.hex.build.json").read_text())
     assert (stamp["variant"], stamp["hex_sha256"], stamp["client_id"]) == ("tcp-rx-1460", sha, "hub-sim-0001")
+    # Its forensic image beside it: the same build at Mbed TLS debug level 4.
+    forensic = running.dir / "images" / "tcp-rx-1460.forensic.hex"
+    stamp = json.loads((hex_path.parent / "tcp-rx-1460.forensic.hex.build.json").read_text())
+    assert (stamp["variant"], stamp["forensic"]) == ("tcp-rx-1460", True)
+    assert stamp["hex_sha256"] == hashlib.sha256(forensic.read_bytes()).hexdigest() != sha
+    level = bytes([15]) + b"debug_threshold" + (1).to_bytes(2, "little")
+    assert level + b"4" in flash_from_hex(forensic) and level + b"2" in flash_from_hex(hex_path)
 
 
 def test_up_never_writes_a_hex_it_did_not_build_and_says_so(running: SimFolder) -> None:
