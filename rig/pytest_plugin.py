@@ -36,11 +36,12 @@ from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_b
 from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
 from rig.hil.attempt import CellBench
 from rig.hil.matrix import AttemptCounter, Breaker, Cell, CellSpec, Comparisons, order_cells, plan
-from rig.report.attachments import attach_attempt, attach_files, label_cell, write_environment
-from rig.report.evidence import RunFolder, write_json
+from rig.report.attachments import attach_attempt, attach_files, label_cell
+from rig.report.evidence import RunFolder
 from rig.report.provenance import rig_commit
 from rig.report.records import Outcome
-from rig.report.table import flaky_cells, matrix_table, summarize
+from rig.report.run_end import finish_run
+from rig.report.table import flaky_cells, matrix_table
 
 BenchFactory = Callable[[Path, pytest.Config], AbstractContextManager[CellBench]]
 
@@ -61,6 +62,7 @@ class RigState:
     announced_trips: set[str | None] = field(default_factory=set)
     bench_problems: int = 0  # tests that ended in a bench problem (errors)
     other_failures: int = 0  # tests that failed for any other reason (the firmware, a test's own bug)
+    end_problems: list[str] = field(default_factory=list)  # the run's end files that could not be written
 
     def run_folder(self) -> RunFolder:
         if self.run is None:
@@ -356,7 +358,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The run's exit code, `summary.json` and `run.json` beside `cells.jsonl`, allure's environment.
+    """The run's exit code; its end files (`rig.report.run_end.finish_run`: `summary.json`, `run.json`,
+    the history store, allure's run-level files).
 
     A run in which cells were not judged because of bench problems, and nothing failed otherwise, exits
     3 (the bench could not be used), never 1: 1 means the firmware (or a test) failed.
@@ -373,22 +376,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         exitstatus = 3
     if state.run is None:
         return
-    records = state.run.cells.read()
-    cells = [
-        {
-            "variant": s.variant,
-            "path": s.path,
-            "attempts": s.attempts,
-            "as_expected": s.as_expected,
-            "errors": s.errors,
-            "pass_rate": s.pass_rate,
-            "flaky": s.flaky,
-            "verdicts": list(s.verdicts),
-            "mean_seconds": s.mean_seconds,
-        }
-        for s in summarize(records)
-    ]
-    write_json(state.run.root / "summary.json", {"cells": cells, "flaky": [c for c in cells if c["flaky"]]})
     options = {name: session.config.getoption(name) for name in ("--variants", "--paths", "--repeat")}
     bench = state.bench.model if state.bench is not None else None
     about = {
@@ -400,20 +387,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "rig_commit": rig_commit(),
         "host": socket.gethostname(),
     }
-    state.run.write_run_info(
-        {
-            **about,
-            "exit_status": int(exitstatus),
-            "attempts": len(records),
-            "bench_problems": state.bench_problems,
-            **options,
-        }
-    )
+    info = {"exit_status": int(exitstatus), "bench_problems": state.bench_problems, **options}
     allure_dir = getattr(session.config.option, "allure_report_dir", None)
-    if allure_dir:
-        images = {f"image.{r.variant}": r.image_sha256 for r in records if r.image_sha256}
-        environment = {k: str(v) for k, v in about.items() if v is not None}
-        write_environment(Path(allure_dir), {**environment, **dict(sorted(images.items()))})
+    state.end_problems = finish_run(
+        state.run, about, info, allure_dir=Path(allure_dir) if allure_dir else None
+    )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -437,6 +415,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         names = ", ".join(f"{s.variant}-{s.path}" for s in flaky)
         console.print(f"[bold red]flaky cells:[/] {names}")
     console.print(f"evidence: {state.run.root}  (cells.jsonl: one line per attempt)")
+    for problem in state.end_problems:
+        console.print(f"[bold red]rig:[/] {problem}")
     terminalreporter.section("rig")
     for line in buffer.getvalue().rstrip("\n").splitlines():
         terminalreporter.write_line(line)

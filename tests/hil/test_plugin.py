@@ -276,3 +276,18 @@ def test_without_bench_the_bench_comes_from_rig_bench_then_the_ini_option(
     pytester.makeini("[pytest]\nrig_bench = benches/missing-from-ini.yaml\n")
     result = pytester.runpytest("-p", "no:cacheprovider", "--markers")
     assert "benches/missing-from-ini.yaml: file not found" in result.stderr.str()
+
+
+def test_two_runs_leave_each_cell_with_two_attempts_in_the_history(project: Project) -> None:
+    from rig.report.history import cell_histories
+
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    project.scripts('{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}')
+    for _ in range(2):
+        project.run().assert_outcomes(passed=1, xfailed=1)
+    histories = {h.cell: h for h in cell_histories(project.root / "results")}
+    assert {cell: (h.attempts, h.pass_rate) for cell, h in histories.items()} == {
+        "tcp-rx-1024-landline": (2, 1.0),
+        "tcp-rx-1024-satellite": (2, 1.0),
+    }
+    assert histories["tcp-rx-1024-satellite"].runs[0].bench == "scripted"
