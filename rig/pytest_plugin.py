@@ -10,7 +10,8 @@ the bench session is `rig.hil.session`, files and tables are `rig.report`.
   `fail <category>` on that path is a strict xfail that only an `HandshakeFailed` of that category satisfies.
 - Cells are reordered so each variant is programmed once and paths switch rarely (`rig.hil.matrix.order_cells`).
 - `bench` (session): provider up if needed, lease, preflight — a failing preflight stops the run at once
-  with one message (exit 3) — and restore at the end. `cell`: the attempt prepared (image, path, reset).
+  with one message (exit 3) — and restore at the end; the run's own events (those of no attempt) go to
+  `<results>/<run-id>/events.jsonl`. `cell`: the attempt prepared (image, path, reset).
 - A bench problem (`InfrastructureError`) is an *error*, in the terminal and in allure (broken), never a
   failure; `rig.hil.matrix.Cell` retries it once.
 - Every attempt's record goes to `<results>/<run-id>/cells.jsonl` as it ends; the evidence is attached
@@ -37,10 +38,11 @@ from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
 from rig.hil.attempt import CellBench
 from rig.hil.matrix import AttemptCounter, Breaker, Cell, CellSpec, Comparisons, order_cells, plan
 from rig.report.attachments import attach_attempt, attach_files, label_cell
-from rig.report.evidence import RunFolder
+from rig.report.evidence import EVENTS, RunFolder
 from rig.report.provenance import rig_commit
 from rig.report.records import Outcome
 from rig.report.run_end import finish_run
+from rig.report.run_events import RunEvents
 from rig.report.table import flaky_cells, matrix_table
 
 BenchFactory = Callable[[Path, pytest.Config], AbstractContextManager[CellBench]]
@@ -238,6 +240,8 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
     state = request.config.stash[STATE_KEY]
     if state.bench_path is None:
         raise pytest.UsageError(f"no bench file: give --bench FILE (the default {DEFAULT_BENCH} is missing)")
+    run_events = RunEvents(state.run_folder().root / EVENTS)  # bring-up, lease, preflight, restore
+    request.addfinalizer(run_events.close)
     context = rig_bench_factory(state.bench_path, request.config)
     try:
         with _uncaptured(request.config):  # a provider's progress (starting the sim…) shows live

@@ -53,6 +53,8 @@ def finish_run(
         images = {f"image.{r.variant}": r.image_sha256 for r in records if r.image_sha256}
         environment = {k: str(v) for k, v in about.items() if v is not None}
         write_environment(allure_dir, {**environment, **dict(sorted(images.items()))})
+    if not records:
+        return []  # stopped before its first cell: nothing to compare with other runs
     try:
         record_run(
             run.results,
