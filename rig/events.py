@@ -2,13 +2,18 @@
 
 Drivers take an `EventLog` and `emit()` what they do (flash started, port lost, path selected…).
 The harness points the log at the current attempt's `events.jsonl` with `attach()`; listeners
-(the live display, the report) subscribe. Emitting never blocks on I/O errors silently: a file that
+(the live display, the report) subscribe. Every event also goes to Python logging, at INFO on the
+logger `rig.events.<source>` (`rig.events.router`, `rig.events.lock`…), with the `Event` itself in the
+log record's `rig_event` and whether an attempt's file took it in `rig_in_attempt`: `pytest
+--log-cli-level=INFO` shows the bench at work, and a handler can keep the events no attempt took
+(the run's own: bring-up, lease, preflight, restore). Emitting never blocks on I/O errors silently: a file that
 cannot be written raises where the caller is.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +37,14 @@ class Event:
 
 
 Listener = Callable[[Event], None]
+
+LOGGER = "rig.events"
+
+
+def event_text(event: Event) -> str:
+    """`preflight part=uart ok=True detail=…`: an event as one line of a log."""
+    details = " ".join(f"{key}={value}" for key, value in event.fields.items())
+    return f"{event.kind} {details}".rstrip()
 
 
 class EventLog:
@@ -73,10 +86,15 @@ class EventLog:
         event = Event(kind, source, time.monotonic(), time.time(), fields)
         with self._lock:
             self.history.append(event)
+            in_attempt = self._file is not None
             if self._file is not None:
                 self._file.write(json.dumps(event.to_json(), default=str) + "\n")
                 self._file.flush()
             listeners = list(self._listeners)
+        logger = logging.getLogger(f"{LOGGER}.{source}")
+        if logger.isEnabledFor(logging.INFO):
+            extra = {"rig_event": event, "rig_in_attempt": in_attempt}
+            logger.info("%s", event_text(event), extra=extra)
         for listener in listeners:
             listener(event)
         return event

@@ -10,7 +10,8 @@ the bench session is `rig.hil.session`, files and tables are `rig.report`.
   `fail <category>` on that path is a strict xfail that only an `HandshakeFailed` of that category satisfies.
 - Cells are reordered so each variant is programmed once and paths switch rarely (`rig.hil.matrix.order_cells`).
 - `bench` (session): provider up if needed, lease, preflight — a failing preflight stops the run at once
-  with one message (exit 3) — and restore at the end. `cell`: the attempt prepared (image, path, reset).
+  with one message (exit 3) — and restore at the end; the run's own events (those of no attempt) go to
+  `<results>/<run-id>/events.jsonl`. `cell`: the attempt prepared (image, path, reset).
 - A bench problem (`InfrastructureError`) is an *error*, in the terminal and in allure (broken), never a
   failure; `rig.hil.matrix.Cell` retries it once.
 - Every attempt's record goes to `<results>/<run-id>/cells.jsonl` as it ends; the evidence is attached
@@ -49,11 +50,13 @@ from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
 from rig.hil.attempt import CellBench
 from rig.hil.matrix import AttemptCounter, Breaker, Cell, CellSpec, Comparisons, order_cells, plan
 from rig.hil.pool import open_pool, same_shape
-from rig.report.attachments import attach_attempt, attach_files, label_cell, write_environment
-from rig.report.evidence import RunFolder, write_json
+from rig.report.attachments import attach_attempt, attach_files, label_cell
+from rig.report.evidence import EVENTS, RunFolder
 from rig.report.provenance import rig_commit
 from rig.report.records import Outcome
-from rig.report.table import flaky_cells, matrix_table, programmed_per_bench, summarize
+from rig.report.run_end import finish_run
+from rig.report.run_events import RunEvents
+from rig.report.table import flaky_cells, matrix_table, programmed_per_bench
 
 BenchFactory = Callable[[Path, pytest.Config], AbstractContextManager[CellBench]]
 
@@ -76,6 +79,7 @@ class RigState:
     pool: list[str] = field(default_factory=list)  # the benches' names, in a pool run's controller
     bench_problems: int = 0  # tests that ended in a bench problem (errors)
     other_failures: int = 0  # tests that failed for any other reason (the firmware, a test's own bug)
+    end_problems: list[str] = field(default_factory=list)  # the run's end files that could not be written
 
     def run_folder(self) -> RunFolder:
         if self.run is None:
@@ -231,7 +235,12 @@ class PoolController:
     def __init__(self, config: pytest.Config, state: RigState, paths: list[Path]) -> None:
         self.config = config
         self.state = state
-        self.pool = open_pool(paths, self.say)
+        state.run = RunFolder(state.results)
+        events = RunEvents(state.run.root / EVENTS)  # bring-up, repairs and preflights of the pool's benches
+        try:
+            self.pool = open_pool(paths, self.say)
+        finally:
+            events.close()
         if not self.pool.members:
             self.pool.stop_started(self.say)
             pytest.exit(f"no bench of the pool is usable ({len(paths)} tried, see above)", returncode=3)
@@ -243,7 +252,6 @@ class PoolController:
             )
         config.option.numprocesses = workers
         config.option.tx = ["popen"] * workers
-        state.run = RunFolder(state.results)
         state.pool = [m.name for m in self.pool.members]
 
     def say(self, line: str) -> None:
@@ -399,6 +407,8 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
     state = request.config.stash[STATE_KEY]
     if state.bench_path is None:
         raise pytest.UsageError(f"no bench file: give --bench FILE (the default {DEFAULT_BENCH} is missing)")
+    run_events = RunEvents(state.run_folder().root / EVENTS)  # bring-up, lease, preflight, restore
+    request.addfinalizer(run_events.close)
     context = rig_bench_factory(state.bench_path, request.config)
     try:
         with _uncaptured(request.config):  # a provider's progress (starting the sim…) shows live
@@ -549,7 +559,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The run's exit code, `summary.json` and `run.json` beside `cells.jsonl`, allure's environment.
+    """The run's exit code; its end files (`rig.report.run_end.finish_run`: `summary.json`, `run.json`,
+    the history store, allure's run-level files).
 
     A run in which cells were not judged because of bench problems, and nothing failed otherwise, exits
     3 (the bench could not be used), never 1: 1 means the firmware (or a test) failed.
@@ -566,22 +577,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         exitstatus = 3
     if state.run is None or _is_worker(session.config):
         return  # a worker's records are the controller's to sum up
-    records = state.run.cells.read()
-    cells = [
-        {
-            "variant": s.variant,
-            "path": s.path,
-            "attempts": s.attempts,
-            "as_expected": s.as_expected,
-            "errors": s.errors,
-            "pass_rate": s.pass_rate,
-            "flaky": s.flaky,
-            "verdicts": list(s.verdicts),
-            "mean_seconds": s.mean_seconds,
-        }
-        for s in summarize(records)
-    ]
-    write_json(state.run.root / "summary.json", {"cells": cells, "flaky": [c for c in cells if c["flaky"]]})
     options = {name: session.config.getoption(name) for name in ("--variants", "--paths", "--repeat")}
     bench = state.bench.model if state.bench is not None else None
     about = {
@@ -594,20 +589,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "rig_commit": rig_commit(),
         "host": socket.gethostname(),
     }
-    state.run.write_run_info(
-        {
-            **about,
-            "exit_status": int(exitstatus),
-            "attempts": len(records),
-            "bench_problems": state.bench_problems,
-            **options,
-        }
-    )
+    info = {"exit_status": int(exitstatus), "bench_problems": state.bench_problems, **options}
     allure_dir = getattr(session.config.option, "allure_report_dir", None)
-    if allure_dir:
-        images = {f"image.{r.variant}": r.image_sha256 for r in records if r.image_sha256}
-        environment = {k: str(v) for k, v in about.items() if v is not None}
-        write_environment(Path(allure_dir), {**environment, **dict(sorted(images.items()))})
+    state.end_problems = finish_run(
+        state.run, about, info, allure_dir=Path(allure_dir) if allure_dir else None
+    )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -639,6 +625,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         names = ", ".join(f"{s.variant}-{s.path}" for s in flaky)
         console.print(f"[bold red]flaky cells:[/] {names}")
     console.print(f"evidence: {state.run.root}  (cells.jsonl: one line per attempt)")
+    for problem in state.end_problems:
+        console.print(f"[bold red]rig:[/] {problem}")
     terminalreporter.section("rig")
     for line in buffer.getvalue().rstrip("\n").splitlines():
         terminalreporter.write_line(line)

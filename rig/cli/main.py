@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from rig import __version__
-from rig.cli import bench, config, gate, logs, wire
+from rig.cli import bench, config, gate, history, logs, report, wire
 from rig.errors import RigError
 from rig.sim import cli as sim_cli
 
@@ -46,7 +46,7 @@ def main() -> None:
 
 # The command groups that live in their own modules, each listing its click commands in `commands`.
 # `rig.sim` is the simulated bench: the harness imports nothing of it but this command group.
-for _module in (config, logs, wire, bench, gate, sim_cli):
+for _module in (config, logs, wire, bench, gate, history, report, sim_cli):
     for _command in _module.commands:
         main.add_command(_command)
 

@@ -12,6 +12,7 @@ and the bench's events into the attempt's folder, the actions, the capture and t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from rig.drivers.programmers import ProgramResult
 from rig.drivers.uart.gaps import UartGap
 from rig.drivers.uart.port import UartSubscription
 from rig.errors import InfrastructureError
+from rig.events import EventLog
 from rig.hil.bench import Bench
 from rig.hil.provider import ensure_provider_up, provider_down
 from rig.report import evidence as files
@@ -119,12 +121,16 @@ def preflight_problem(bench: Bench) -> InfrastructureError | None:
 def open_bench(path: Path, _pytest_config: object = None, *, purpose: str = "pytest") -> Iterator[LiveBench]:
     """The bench of `path`, up, leased and preflighted; restored, released (and stopped if we started it)."""
     loaded = load_bench(path)
+    events = EventLog()
     started = False
     if loaded.model.provider is not None:
+        began = time.monotonic()
         started = ensure_provider_up(path)
+        seconds = round(time.monotonic() - began, 3)
+        events.emit("provider_up", "provider", bench=str(path), started=started, seconds=seconds)
         loaded = load_bench(path)  # the provider wrote the values the file references
     try:
-        with Bench(loaded, purpose=purpose) as bench:
+        with Bench(loaded, purpose=purpose, events=events) as bench:
             problem = preflight_problem(bench)
             if problem is not None:
                 raise problem
@@ -133,5 +139,7 @@ def open_bench(path: Path, _pytest_config: object = None, *, purpose: str = "pyt
         if started:
             try:
                 provider_down(path)
+                events.emit("provider_down", "provider", bench=str(path))
             except InfrastructureError as exc:
+                events.emit("provider_down_failed", "provider", bench=str(path), error=str(exc))
                 log.error("%s", exc)

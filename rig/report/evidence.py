@@ -134,7 +134,7 @@ def collect_server_log(folder: Path, source: Path, since: float) -> list[dict[st
 
 def capture_stopped(folder: Path) -> float | None:
     """Wall time of the last `capture_stopped` event in the folder's `events.jsonl`, if any."""
-    stops = [e["wall"] for e in _events(folder) if e.get("kind") == "capture_stopped" and "wall" in e]
+    stops = [e["wall"] for e in read_events(folder) if e.get("kind") == "capture_stopped" and "wall" in e]
     return float(stops[-1]) if stops else None
 
 
@@ -145,11 +145,14 @@ def host_clock_offset(folder: Path) -> float | None:
     puts them on one axis. It holds as long as the router's clock agrees with the host's (the
     simulated bench's does; a real router wants NTP).
     """
-    offsets = [float(e["wall"]) - float(e["mono"]) for e in _events(folder) if "wall" in e and "mono" in e]
+    offsets = [
+        float(e["wall"]) - float(e["mono"]) for e in read_events(folder) if "wall" in e and "mono" in e
+    ]
     return statistics.median(offsets) if offsets else None
 
 
-def _events(folder: Path) -> list[dict[str, Any]]:
+def read_events(folder: Path) -> list[dict[str, Any]]:
+    """The events of a folder's `events.jsonl` (an attempt's or the run's); a torn last line is skipped."""
     try:
         text = (folder / EVENTS).read_text(encoding="utf-8", errors="replace")
     except OSError:

@@ -216,6 +216,71 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     table = done.stdout[done.stdout.index("HIL matrix on bench `sim`") :]
     assert "stalled at" in table and "SERVER_CHANGE_CIPHER_SPEC" in table
 
+    # The run's own events: the bench brought into use and given back, outside every attempt.
+    run_events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    run_kinds = [event["kind"] for event in run_events]
+    for kind in ("lease_acquired", "bench_ready", "path_restored", "lease_released"):
+        assert kind in run_kinds, run_kinds
+    assert {e["part"] for e in run_events if e["kind"] == "preflight"} >= {
+        "lease",
+        "programmer",
+        "uart",
+        "router",
+    }
+    assert "verdict" not in run_kinds and "attempt_started" not in run_kinds
+
+    # The post-mortem prints the same table from the folder.
+    again = run([*RIG, "report", str(folder)], {**sim, "COLUMNS": "200"})
+    assert again.returncode == 0, again.stderr
+    assert f"HIL matrix on bench `sim` (run {folder.name}, SIMULATED bench)" in again.stdout
+    assert "did not reach its end" not in again.stdout
+    assert "tcp-rx-1024-satellite (xfailed): Stalled in client state 12" in again.stdout
+
+
+def test_a_killed_run_is_reported_from_its_folder_and_the_next_run_repairs_the_bench_it_left(
+    sim: dict[str, str], tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    killed = subprocess.Popen(
+        hil(sim, "tcp-rx-1024", results),
+        cwd=REPO,
+        env=sim,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        # Killed once the landline cell is written and the satellite cell has selected its path: the
+        # router is left off its baseline, the lease held by a process that is gone.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and killed.poll() is None:
+            attempt_events = list(results.glob("*/tcp-rx-1024-satellite/1/events.jsonl"))
+            if attempt_events and '"path_selected"' in attempt_events[0].read_text():
+                break
+            time.sleep(0.1)
+        assert killed.poll() is None, "the run ended before it could be killed"
+    finally:
+        killed.kill()
+        killed.wait(timeout=30)
+    folder = only_run(results)
+
+    report = run([*RIG, "report", str(folder)], {**sim, "COLUMNS": "200"})
+    assert report.returncode == 0, report.stderr
+    assert "this run did not reach its end (no summary.json" in report.stdout
+    assert "the 1 attempt(s) its cells.jsonl holds" in report.stdout
+    row = next(line for line in report.stdout.splitlines() if line.startswith("│ tcp-rx-1024"))
+    assert "completed" in row
+    assert "lease_acquired" in report.stdout and "preflight ×" in report.stdout
+
+    done = run(hil(sim, "tcp-rx-1024", results, "--paths", "landline"), sim)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    (second,) = [p for p in results.iterdir() if p.is_dir() and not p.is_symlink() and p != folder]
+    run_events = [json.loads(line) for line in (second / "events.jsonl").read_text().splitlines()]
+    (dirty,) = [e for e in run_events if e["kind"] == "bench_left_dirty"]
+    assert (dirty["previous"]["path"], dirty["baseline"]) == ("satellite", "landline")
+    report = run([*RIG, "report", str(second)], {**sim, "COLUMNS": "200"})
+    assert "  bench_left_dirty: the bench was on satellite (left by pid " in report.stdout
+
 
 def test_gate_exits_0_and_writes_gate_json_for_a_releasable_variant(
     sim: dict[str, str], tmp_path: Path

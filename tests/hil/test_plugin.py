@@ -326,3 +326,18 @@ def test_a_pool_whose_benches_all_fail_their_preflight_exits_3_with_one_line_per
     ]
     assert all("preflight failed — " in line and "programmer:" in line for line in dropped), dropped
     assert "no bench of the pool is usable (2 tried, see above)" in out
+
+
+def test_two_runs_leave_each_cell_with_two_attempts_in_the_history(project: Project) -> None:
+    from rig.report.history import cell_histories
+
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    project.scripts('{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}')
+    for _ in range(2):
+        project.run().assert_outcomes(passed=1, xfailed=1)
+    histories = {h.cell: h for h in cell_histories(project.root / "results")}
+    assert {cell: (h.attempts, h.pass_rate) for cell, h in histories.items()} == {
+        "tcp-rx-1024-landline": (2, 1.0),
+        "tcp-rx-1024-satellite": (2, 1.0),
+    }
+    assert histories["tcp-rx-1024-satellite"].runs[0].bench == "scripted"

@@ -143,6 +143,10 @@ def test_a_killed_pool_run_leaves_no_lease_and_the_next_run_starts_from_the_base
 
     done = run(hil(pool, tmp_path / "next", "-n", "2", "--paths", "landline"))
     assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = [p for p in (tmp_path / "next").iterdir() if p.is_dir() and not p.is_symlink()]
+    run_events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    repaired = [e for e in run_events if e["kind"] == "bench_left_dirty"]
+    assert [e["previous"] for e in repaired] == ["satellite"] * len(left), run_events
     assert all(r["outcome"] == "passed" for r in cells(tmp_path / "next"))
     for bench in pool:
         assert uplink(bench) == "landline"
