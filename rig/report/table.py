@@ -167,17 +167,22 @@ def programmed_per_bench(records: list[AttemptRecord]) -> list[str]:
     programmed again on the same bench (a retry after a bench problem, or `--dist load`) is named.
     """
     by_bench: dict[str, dict[str, int]] = {}
+    forensic: dict[str, int] = {}
     for record in records:
-        counts = by_bench.setdefault(record.bench or "?", {})
+        bench = record.bench or "?"
+        counts = by_bench.setdefault(bench, {})
+        if record.forensic:  # another image (the variant's debug-level-4 build), said apart
+            forensic[bench] = forensic.get(bench, 0) + int(record.programmed)
+            continue
         counts[record.variant] = counts.get(record.variant, 0) + int(record.programmed)
     lines = []
     for bench, counts in by_bench.items():
         again = [f"{variant} ×{n}" for variant, n in counts.items() if n > 1]
-        programmed = sum(counts.values())
-        line = f"bench {bench}: {len(counts)} variant(s), {programmed} programmed"
-        lines.append(
-            line + (f" — programmed more than once: {', '.join(again)}" if again else ", each at most once")
-        )
+        line = f"bench {bench}: {len(counts)} variant(s), {sum(counts.values())} programmed"
+        line += f" — programmed more than once: {', '.join(again)}" if again else ", each at most once"
+        if forensic.get(bench):
+            line += f" (and {forensic[bench]} forensic image(s))"
+        lines.append(line)
     return lines
 
 

@@ -220,6 +220,7 @@ def test_a_pool_run_shows_where_each_variant_ran_and_a_variant_programmed_twice_
         record("tcp-rx-1024", "satellite", "xfailed", verdict="stalled", bench="pool-0"),
         record("tcp-rx-1460", "landline", bench="pool-1", programmed=True),
         record("tcp-rx-1460", "satellite", bench="pool-1", programmed=True),
+        record("tcp-rx-1024", "satellite", "failed", bench="pool-0", programmed=True, forensic=True),
     ]
     text = render(matrix_table(records))
     header = next(line for line in text.splitlines() if "variant" in line)
@@ -229,7 +230,7 @@ def test_a_pool_run_shows_where_each_variant_ran_and_a_variant_programmed_twice_
     }
     assert rows == {"tcp-rx-1024": "pool-0", "tcp-rx-1460": "pool-1"}
     assert programmed_per_bench(records) == [
-        "bench pool-0: 1 variant(s), 1 programmed, each at most once",
+        "bench pool-0: 1 variant(s), 1 programmed, each at most once (and 1 forensic image(s))",
         "bench pool-1: 1 variant(s), 2 programmed — programmed more than once: tcp-rx-1460 ×2",
     ]
     # One bench: no bench column.
