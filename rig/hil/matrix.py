@@ -288,7 +288,8 @@ class Cell:
         self.run.cells.append(record)
         self.records.append(record)
         if self.attempt is not None and attempt.wire_check is not None:
-            # The failing attempt's theories, answered again with the rerun's comparison.
+            # The failing attempt's theories, answered again with the rerun's comparison (its record is
+            # written after this, by the caller that knows its outcome).
             self.attempt.write_theories(attempt.wire_check, check_from=f"forensic attempt {record.attempt}")
             self.attempt.save()
         return record

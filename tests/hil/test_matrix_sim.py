@@ -134,6 +134,9 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     assert "the cloud's own log: \"gave up on the handshake: BAD_SIGNATURE" in answered
     assert "Supported: (4): the device changed 2 bytes of the server's flight" in answered
     assert "while the wire was intact" in rerun["summary"]
+    assert (
+        "the device changed 2 bytes of the server's flight" in cells[("tcp-rx-1024", "satellite")]["summary"]
+    )
 
     stall = cells[("tcp-rx-1024", "satellite")]
     assert (stall["outcome"], stall["verdict"], stall["category"], stall["last_state"]) == (
