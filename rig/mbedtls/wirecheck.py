@@ -43,14 +43,17 @@ class Dump:
         return len(self.data) == self.size
 
 
-def input_dumps(lines: Iterable[str | bytes], *, last_handshake: bool = False) -> list[Dump]:
+def input_dumps(
+    lines: Iterable[str | bytes], *, last_handshake: bool = False, first_line: int = 1
+) -> list[Dump]:
     """Every `input record from network` dump of a log, in order, with the rows it kept.
 
     The `remaining content in record` dumps come with them (kind `remaining`): the tail of the record
     read last, which holds bytes past the first DUMP_LIMIT of a long record. Any other dump's header
     ends the one being read. `last_handshake`: only the dumps after the log's
     last `client state: 0`, the handshake a capture's last connection is (a log that holds the boot
-    before the judged one, or a reconnect, holds earlier handshakes too).
+    before the judged one, or a reconnect, holds earlier handshakes too). `first_line`: the number of
+    the first of `lines` in the log file they come from (a dump names its header's line).
     """
     dumps: list[Dump] = []
     current: Dump | None = None
@@ -60,7 +63,7 @@ def input_dumps(lines: Iterable[str | bytes], *, last_handshake: bool = False) -
         if current is not None:
             dumps.append(Dump(current.size, bytes(rows[: current.size]), current.line_no, current.kind))
 
-    for no, raw in enumerate(lines, 1):
+    for no, raw in enumerate(lines, first_line):
         message = split_line(raw).message.strip()
         header = DUMP_HEADER.match(message)
         if header:
