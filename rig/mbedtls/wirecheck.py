@@ -4,8 +4,11 @@ Pure: it takes the log's lines and the server-to-hub stream as plain bytes (the 
 reassembles it from a capture; this module never imports it). `input_dumps` collects every
 `dumping 'input record from network'` dump in any prefix style the lexer reads; `compare` lays
 them end to end, as Mbed TLS read the records in order, and compares each byte with the stream.
-A dump whose rows stop short of its announced size (a UART overrun) is compared as far as it goes
-and the rest is reported as not compared.
+`mbedtls_debug_print_buf` prints at most 4096 bytes of a buffer, so a longer record (AWS's first
+flight is one 5.4 KB record) is also read from the `remaining content in record` dumps Mbed TLS
+prints after each handshake message it parsed: each is the record's tail. A dump whose rows stop
+short of its announced size (a UART overrun) is compared as far as it goes; every byte no dump
+holds is reported as not compared, with why.
 """
 
 from __future__ import annotations
