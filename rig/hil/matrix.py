@@ -273,15 +273,17 @@ class Cell:
             repeat=self.spec.repeat,
             forensic=True,
         )
+        outcome: Outcome = "error"
         try:
-            attempt.prepare()
-            attempt.watch()
-            outcome: Outcome = expected_outcome(self.spec.expectation, attempt.record, infrastructure=False)
+            try:
+                attempt.prepare()
+                attempt.watch()
+                outcome = expected_outcome(self.spec.expectation, attempt.record, infrastructure=False)
+            finally:
+                attempt.close()  # stopping the capture can fail too: a bench problem like any other
         except RigError as exc:
             attempt.fail_with_bench_problem(exc)
             outcome = "error"
-        finally:
-            attempt.close()
         record = attempt.record
         record.outcome = outcome
         attempt.save()

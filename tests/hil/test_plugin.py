@@ -319,3 +319,24 @@ def test_a_passing_cell_and_a_variant_without_a_forensic_image_are_not_rerun(pro
     result.assert_outcomes(passed=1, xfailed=1)
     assert not any("forensic" in a for a in project.actions())
     assert [c["forensic"] for c in project.cells()] == [False, False]
+
+
+def test_a_bench_problem_in_the_forensic_rerun_is_its_own_record_and_leaves_the_verdict_alone(
+    project: Project,
+) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    variant = project.root / "firmware_configs" / "tcp-rx-1024.yaml"
+    variant.write_text(
+        variant.read_text().replace("build:", "forensic: {hex: ../build/tcp-rx-1024-d4.hex}\nbuild:")
+    )
+    project.scripts(
+        """{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12),
+            ("tcp-rx-1024 (forensic)", "satellite"): Script(STALLED_AT_12, reset_faults=1)}"""
+    )
+    result = project.run("--paths", "satellite")
+    result.assert_outcomes(xfailed=1)
+    assert result.ret == 0
+    forensic, failing = project.cells()
+    assert (forensic["forensic"], forensic["outcome"], forensic["verdict"]) == (True, "error", "error")
+    assert "Connection Failed" in str(forensic["error"])
+    assert (failing["forensic"], failing["outcome"], failing["verdict"]) == (False, "xfailed", "stalled")
