@@ -488,9 +488,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             the_cell.attempt.fail_with_bench_problem(call.excinfo.value)  # e.g. the image file is missing
         _add_comparison(item.config.stash[STATE_KEY], the_cell)
         the_cell.close()
-        the_cell.write_record(outcome)
-        if outcome != "error":
-            _rerun_forensic(item.config, the_cell)
+        try:
+            if outcome != "error":
+                # Before the failing attempt's record is written: its theories take in the rerun's comparison.
+                _rerun_forensic(item.config, the_cell)
+        finally:
+            the_cell.write_record(outcome)
         for record in the_cell.records:
             label = "forensic attempt" if record.forensic else "attempt"
             attach_attempt(Path(record.evidence), record.attempt, label=label)

@@ -182,6 +182,7 @@ class Attempt:
         self.wire_check: WireVsStack | None = None
         self.cloud_log: list[dict[str, Any]] = []
         self._judged_summary = ""
+        self._boot_offset: int | None = None  # where the judged boot's first line is in uart.raw
 
     @property
     def id(self) -> str:
@@ -329,11 +330,14 @@ class Attempt:
                 w.uart = LogParser()
                 self.parser = w.uart
                 self.boot_lines = []
+                self._boot_offset = line.offset
         if len(w.boots) > 1:
             return  # a later boot is never judged: the judge calls it an unexpected reboot
         w.lines_seen += 1
         w.last_line_at = line.mono
         w.uart.feed(line.text, host_time=line.mono)
+        if not self.boot_lines and self._boot_offset is None:
+            self._boot_offset = line.offset
         self.boot_lines.append(line.text)
         if w.mqtt_connected_at is None and patterns.mqtt.search(line.text):
             w.mqtt_connected_at = line.mono
@@ -412,8 +416,9 @@ class Attempt:
             self.cloud_log = files.collect_server_log(folder, server_log, self._reset_wall - 1.0)
         self.view = wire_vs_stack.read_view(folder)
         if self.view is not None and self.boot_lines:
+            raw = folder / files.UART_RAW
             self.wire_check = wire_vs_stack.check(
-                self.boot_lines, self.view, log=str(folder / files.UART_RAW)
+                self.boot_lines, self.view, log=str(raw), first_line=_line_number(raw, self._boot_offset)
             )
             if self.wire_check is not None:
                 wire_vs_stack.write(folder, self.wire_check)
@@ -452,6 +457,17 @@ class _Patterns:
         self.banner = re.compile(config.dut.banner_sha256)
         self.mqtt = re.compile(config.dut.mqtt_connected)
         self.reset_cause = re.compile(config.dut.reset_cause)
+
+
+def _line_number(raw: Path, offset: int | None) -> int:
+    """The line number in `raw` of the line that begins at byte `offset` (1 when unknown)."""
+    if offset is None or offset <= 0:
+        return 1
+    try:
+        with raw.open("rb") as file:
+            return file.read(offset).count(b"\n") + 1
+    except OSError:
+        return 1
 
 
 def _read_wire(capture: Path) -> WireView | None:

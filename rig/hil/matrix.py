@@ -273,22 +273,25 @@ class Cell:
             repeat=self.spec.repeat,
             forensic=True,
         )
+        outcome: Outcome = "error"
         try:
-            attempt.prepare()
-            attempt.watch()
-            outcome: Outcome = expected_outcome(self.spec.expectation, attempt.record, infrastructure=False)
+            try:
+                attempt.prepare()
+                attempt.watch()
+                outcome = expected_outcome(self.spec.expectation, attempt.record, infrastructure=False)
+            finally:
+                attempt.close()  # stopping the capture can fail too: a bench problem like any other
         except RigError as exc:
             attempt.fail_with_bench_problem(exc)
             outcome = "error"
-        finally:
-            attempt.close()
         record = attempt.record
         record.outcome = outcome
         attempt.save()
         self.run.cells.append(record)
         self.records.append(record)
         if self.attempt is not None and attempt.wire_check is not None:
-            # The failing attempt's theories, answered again with the rerun's comparison.
+            # The failing attempt's theories, answered again with the rerun's comparison (its record is
+            # written after this, by the caller that knows its outcome).
             self.attempt.write_theories(attempt.wire_check, check_from=f"forensic attempt {record.attempt}")
             self.attempt.save()
         return record

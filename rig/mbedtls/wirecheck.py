@@ -4,8 +4,11 @@ Pure: it takes the log's lines and the server-to-hub stream as plain bytes (the 
 reassembles it from a capture; this module never imports it). `input_dumps` collects every
 `dumping 'input record from network'` dump in any prefix style the lexer reads; `compare` lays
 them end to end, as Mbed TLS read the records in order, and compares each byte with the stream.
-A dump whose rows stop short of its announced size (a UART overrun) is compared as far as it goes
-and the rest is reported as not compared.
+`mbedtls_debug_print_buf` prints at most 4096 bytes of a buffer, so a longer record (AWS's first
+flight is one 5.4 KB record) is also read from the `remaining content in record` dumps Mbed TLS
+prints after each handshake message it parsed: each is the record's tail. A dump whose rows stop
+short of its announced size (a UART overrun) is compared as far as it goes; every byte no dump
+holds is reported as not compared, with why.
 """
 
 from __future__ import annotations
@@ -43,14 +46,17 @@ class Dump:
         return len(self.data) == self.size
 
 
-def input_dumps(lines: Iterable[str | bytes], *, last_handshake: bool = False) -> list[Dump]:
+def input_dumps(
+    lines: Iterable[str | bytes], *, last_handshake: bool = False, first_line: int = 1
+) -> list[Dump]:
     """Every `input record from network` dump of a log, in order, with the rows it kept.
 
     The `remaining content in record` dumps come with them (kind `remaining`): the tail of the record
     read last, which holds bytes past the first DUMP_LIMIT of a long record. Any other dump's header
     ends the one being read. `last_handshake`: only the dumps after the log's
     last `client state: 0`, the handshake a capture's last connection is (a log that holds the boot
-    before the judged one, or a reconnect, holds earlier handshakes too).
+    before the judged one, or a reconnect, holds earlier handshakes too). `first_line`: the number of
+    the first of `lines` in the log file they come from (a dump names its header's line).
     """
     dumps: list[Dump] = []
     current: Dump | None = None
@@ -60,7 +66,7 @@ def input_dumps(lines: Iterable[str | bytes], *, last_handshake: bool = False) -
         if current is not None:
             dumps.append(Dump(current.size, bytes(rows[: current.size]), current.line_no, current.kind))
 
-    for no, raw in enumerate(lines, 1):
+    for no, raw in enumerate(lines, first_line):
         message = split_line(raw).message.strip()
         header = DUMP_HEADER.match(message)
         if header:

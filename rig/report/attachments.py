@@ -2,7 +2,7 @@
 
 What is attached, by file name in the attempt folder: the UART log (raw bytes, as text), the
 timestamped line stream, the diagnosis, the bench's events, the programmer's output, the pcap and its
-TLS-record view (`wire.json`), the wire against the stack (`wire-vs-stack.txt`/`.json`), the timeline chart and the diff against the passing attempt. Private keys never leave the bench: only
+TLS-record view (`wire.json`), the wire against the stack (`wire-vs-stack.txt`/`.json`), the theories answered (`theories.txt`), the cloud's own journal (`cloud.jsonl`), the timeline chart and the diff against the passing attempt. Private keys never leave the bench: only
 these named files are attached, never a folder's whole content.
 """
 
@@ -31,6 +31,8 @@ _ATTACHMENTS: tuple[tuple[str, str, str], ...] = (
     (files.WIRE, "the wire: TCP segments and TLS records", "JSON"),
     (files.WIRE_VS_STACK_TEXT, "wire against stack: bytes on the wire vs bytes Mbed TLS read", "TEXT"),
     (files.WIRE_VS_STACK_JSON, "wire against stack (JSON)", "JSON"),
+    (files.THEORIES, "the incident's theories, answered", "TEXT"),
+    (files.CLOUD_LOG, "the cloud's own journal", "JSON"),
 )
 
 

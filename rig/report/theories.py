@@ -221,7 +221,11 @@ def _gave_up(cloud: list[dict[str, Any]]) -> str | None:
 def _gave_up_at(cloud: list[dict[str, Any]], *, after: float) -> float | None:
     """When the cloud's log says it gave up on a handshake, at or after `after` (wall time), if it did."""
     times = [
-        float(e["wall"]) for e in cloud if e.get("event") == "gave up" and float(e["wall"]) >= after - 0.5
+        float(e["wall"])
+        for e in cloud
+        if e.get("event") == "gave up"
+        and isinstance(e.get("wall"), int | float)
+        and float(e["wall"]) >= after - 0.5
     ]
     return times[-1] if times else None
 

@@ -186,9 +186,14 @@ class WireVsStack:
         }
 
 
-def check(lines: Iterable[str | bytes], view: WireView, *, log: str = "") -> WireVsStack | None:
-    """Compare the log's last handshake with the capture's main connection; None without dumps or connection."""
-    dumps = input_dumps(lines, last_handshake=True)
+def check(
+    lines: Iterable[str | bytes], view: WireView, *, log: str = "", first_line: int = 1
+) -> WireVsStack | None:
+    """Compare the log's last handshake with the capture's main connection; None without dumps or connection.
+
+    `first_line`: the line number of the first of `lines` in `log` (an attempt compares its judged boot).
+    """
+    dumps = input_dumps(lines, last_handshake=True, first_line=first_line)
     connection = view.main
     if not dumps or connection is None:
         return None

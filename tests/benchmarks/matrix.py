@@ -68,7 +68,8 @@ def main() -> int:
     overhead = wall - program - path - dut - settle
     programmed = sum(r.programmed for r in records)
     print(
-        f"bench {bench.name}: {len(records)} attempts, {programmed} programmings, pytest exit {done.returncode}"
+        f"bench {bench.name}: {len(records)} attempts ({sum(r.forensic for r in records)} forensic reruns), "
+        f"{programmed} programmings, pytest exit {done.returncode}"
     )
     if provided:
         print(f"  bench start-up (provider, not in the wall time)  {up_seconds:7.1f} s")

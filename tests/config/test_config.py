@@ -394,6 +394,10 @@ def _variant_with(tmp_path: Path, forensic: str, threshold: int = 2) -> Path:
 REPO_VARIANTS = Path(__file__).resolve().parents[2] / "firmware_configs"
 
 
+def _line_of(path: Path, start: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if line.startswith(start))
+
+
 def test_a_forensic_image_is_read_and_found_by_a_bench_without_its_own_images(tmp_path, bench_data) -> None:
     variant = load_variant(_variant_with(tmp_path, "  hex: build/tcp-rx-1024-d4.hex\n")).model
     assert variant.forensic is not None and variant.forensic.hex == tmp_path / "build/tcp-rx-1024-d4.hex"
@@ -407,7 +411,9 @@ def test_a_forensic_image_that_is_the_image_itself_is_refused_naming_file_line_a
     with pytest.raises(ConfigError) as caught:
         load_variant(target)
     (line,) = caught.value.lines()
-    assert line.startswith(f"{target}:7: forensic: the forensic image is image.hex (")
+    assert line.startswith(
+        f"{target}:{_line_of(target, 'forensic:')}: forensic: the forensic image is image.hex ("
+    )
 
 
 def test_a_forensic_image_of_a_build_already_at_level_4_is_refused(tmp_path) -> None:
@@ -415,6 +421,6 @@ def test_a_forensic_image_of_a_build_already_at_level_4_is_refused(tmp_path) -> 
     with pytest.raises(ConfigError) as caught:
         load_variant(target)
     assert caught.value.lines() == [
-        f"{target}:7: forensic: this build already runs at build.debug_threshold 4: its forensic image would "
+        f"{target}:{_line_of(target, 'forensic:')}: forensic: this build already runs at build.debug_threshold 4: its forensic image would "
         "be the build itself"
     ]

@@ -132,7 +132,14 @@ class ScriptedBench:
 
     def _script(self) -> Script:
         assert self.on_dut is not None
-        script = self.scripts.get((self.on_dut, self.path)) or self.scripts[self.on_dut]
+        # A forensic image ("<variant> (forensic)") plays its own script if it has one, else its variant's.
+        base = self.on_dut.removesuffix(" (forensic)")
+        script = (
+            self.scripts.get((self.on_dut, self.path))
+            or self.scripts.get(self.on_dut)
+            or self.scripts.get((base, self.path))
+            or self.scripts[base]
+        )
         script.plays += 1
         if isinstance(script.lines, Flaky) and script.plays == 2:
             return Script(STALLED_AT_12)

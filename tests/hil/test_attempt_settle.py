@@ -20,7 +20,7 @@ class BootsOldImageWhileProgramming(ScriptedBench):
     """While the image is programmed, the DUT still prints the old image's boot banner and a few lines,
     as a DUT powered up with the previous run's image does."""
 
-    def ensure_image(self, variant: VariantConfig, out_dir: Path) -> ProgramResult:
+    def ensure_image(self, variant: VariantConfig, out_dir: Path, *, forensic: bool = False) -> ProgramResult:
         assert self._queue is not None, "the attempt subscribes before programming"
         for text in (f"[hub] boot image sha256={OLD_IMAGE}", "ssl_cli.c:4272: client state: 2"):
             self._queue.put(UartLine(text, text.encode(), time.monotonic(), time.time(), 0))

@@ -341,3 +341,67 @@ def test_two_runs_leave_each_cell_with_two_attempts_in_the_history(project: Proj
         "tcp-rx-1024-satellite": (2, 1.0),
     }
     assert histories["tcp-rx-1024-satellite"].runs[0].bench == "scripted"
+
+
+def test_a_failing_cell_is_rerun_once_with_its_forensic_image_without_changing_its_verdict(
+    project: Project,
+) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    variant = project.root / "firmware_configs" / "tcp-rx-1024.yaml"
+    variant.write_text(
+        variant.read_text().replace("build:", "forensic: {hex: ../build/tcp-rx-1024-d4.hex}\nbuild:")
+    )
+    project.scripts(
+        """{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}"""
+    )
+    result = project.run()
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(
+        ["*rig: tcp-rx-1024-satellite failed: rerunning it once with its forensic image (debug level 4)*"]
+    )
+    assert [a for a in project.actions() if a.startswith("program")] == [
+        "program tcp-rx-1024",
+        "program tcp-rx-1024 (forensic)",
+    ]
+    cells = project.cells()
+    assert [(c["path"], c["attempt"], c["forensic"], c["verdict"]) for c in cells] == [
+        ("landline", 1, False, "completed"),
+        ("satellite", 2, True, "stalled"),
+        ("satellite", 1, False, "stalled"),
+    ]
+    assert (cells[1]["outcome"], cells[2]["outcome"]) == ("xfailed", "xfailed")
+    # The failing attempt's theories: no level-4 dump here, so the forensic rerun found none either.
+    assert cells[2]["theories"][-1].startswith("Supported: ")
+    summary = json.loads(next(project.root.glob("results/*/summary.json")).read_text())
+    satellite = next(c for c in summary["cells"] if c["path"] == "satellite")
+    assert (satellite["attempts"], satellite["as_expected"]) == (1, 1)
+
+
+def test_a_passing_cell_and_a_variant_without_a_forensic_image_are_not_rerun(project: Project) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    project.scripts(BASIC)
+    result = project.run("--variants", "tcp-rx-1024")
+    result.assert_outcomes(passed=1, xfailed=1)
+    assert not any("forensic" in a for a in project.actions())
+    assert [c["forensic"] for c in project.cells()] == [False, False]
+
+
+def test_a_bench_problem_in_the_forensic_rerun_is_its_own_record_and_leaves_the_verdict_alone(
+    project: Project,
+) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    variant = project.root / "firmware_configs" / "tcp-rx-1024.yaml"
+    variant.write_text(
+        variant.read_text().replace("build:", "forensic: {hex: ../build/tcp-rx-1024-d4.hex}\nbuild:")
+    )
+    project.scripts(
+        """{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12),
+            ("tcp-rx-1024 (forensic)", "satellite"): Script(STALLED_AT_12, reset_faults=1)}"""
+    )
+    result = project.run("--paths", "satellite")
+    result.assert_outcomes(xfailed=1)
+    assert result.ret == 0
+    forensic, failing = project.cells()
+    assert (forensic["forensic"], forensic["outcome"], forensic["verdict"]) == (True, "error", "error")
+    assert "Connection Failed" in str(forensic["error"])
+    assert (failing["forensic"], failing["outcome"], failing["verdict"]) == (False, "xfailed", "stalled")
