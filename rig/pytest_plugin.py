@@ -37,6 +37,7 @@ from rig.config import DEFAULT_BENCH, BenchConfig, Loaded, VariantConfig, load_b
 from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
 from rig.hil.attempt import CellBench
 from rig.hil.matrix import AttemptCounter, Breaker, Cell, CellSpec, Comparisons, order_cells, plan
+from rig.report.allure_results import teardown_step
 from rig.report.attachments import attach_attempt, attach_files, label_cell
 from rig.report.evidence import EVENTS, RunFolder
 from rig.report.provenance import rig_commit
@@ -241,7 +242,7 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
     if state.bench_path is None:
         raise pytest.UsageError(f"no bench file: give --bench FILE (the default {DEFAULT_BENCH} is missing)")
     run_events = RunEvents(state.run_folder().root / EVENTS)  # bring-up, lease, preflight, restore
-    request.addfinalizer(run_events.close)
+    request.addfinalizer(teardown_step("stop writing the run's events", run_events.close))
     context = rig_bench_factory(state.bench_path, request.config)
     try:
         with _uncaptured(request.config):  # a provider's progress (starting the sim…) shows live
@@ -260,7 +261,7 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
             request.config.get_terminal_writer().line()  # after the progress dots, not on their line
             context.__exit__(None, None, None)
 
-    request.addfinalizer(leave)
+    request.addfinalizer(teardown_step("restore the baseline path, release the lease", leave))
     yield opened
 
 
@@ -284,7 +285,9 @@ def cell(request: pytest.FixtureRequest, bench: CellBench) -> Iterator[Cell]:
     label_cell(spec.name, spec.path)
     config = bench.config
     request.node.user_properties += [("bench", config.name), ("bench_kind", config.kind)]
-    request.addfinalizer(the_cell.close)
+    request.addfinalizer(
+        teardown_step("finish the attempt: stop the capture and the UART subscription", the_cell.close)
+    )
     try:
         the_cell.prepare()
         record = the_cell.handshake()
