@@ -348,3 +348,31 @@ def test_allure_gets_the_expected_failure_as_a_known_one_categories_executor_and
     assert "bench: restore the baseline path, release the lease" in names
     assert not [name for name in names if "<lambda>" in name or name.split("::")[-1].isdigit()]
     assert {status for _, status in steps} == {"passed"}
+
+
+def test_without_a_terminal_each_cell_gets_one_plain_line_per_phase_ending_in_its_verdict(
+    project: Project,
+) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    project.scripts('{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}')
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=1, xfailed=1)
+    lines = [line for line in result.stdout.lines if line.startswith("rig: tcp-rx-1024-")]
+    landline = [line.removeprefix("rig: tcp-rx-1024-landline: ") for line in lines if "landline" in line]
+    assert landline[:-1] == [
+        "starting",
+        "programming",
+        "path kept on landline",
+        "waiting for the UART to fall quiet",
+        "reset",
+    ]
+    assert landline[-1].startswith("completed ") and landline[-1].endswith(" s after the reset")
+    satellite = [line.removeprefix("rig: tcp-rx-1024-satellite: ") for line in lines if "satellite" in line]
+    assert satellite[:-1] == [
+        "starting",
+        "image already on the DUT (banner)",
+        "path switching to satellite",  # its `path_selected` is the same phase: no second line
+        "waiting for the UART to fall quiet",
+        "reset",
+    ]
+    assert satellite[-1].startswith("stalled at SERVER_CHANGE_CIPHER_SPEC ")
