@@ -8,7 +8,7 @@ RESULTS ?= results
 
 # CHECK:PACKAGE pairs for tools/ensure-system-packages (Debian/Ubuntu package names).
 SYSTEM_PACKAGES := gcc:gcc /usr/include/mbedtls/ssl.h:libmbedtls-dev /usr/sbin/sshd:openssh-server \
-                   /usr/sbin/mosquitto:mosquitto /usr/sbin/ser2net:ser2net tcpdump:tcpdump
+                   /usr/sbin/mosquitto:mosquitto /usr/sbin/ser2net:ser2net tcpdump:tcpdump chromium:chromium npm:npm
 
 .PHONY: help setup system-deps test lint typecheck unit bench bench-parse bench-diagnose bench-uart bench-matrix bench-drivers bench-wire bench-pool \
         nightly gate report clean
@@ -71,21 +71,27 @@ else
 	  status=$$?; $(BIN)/rig sim pool down --dir $(POOL_DIR); exit $$status
 endif
 
+# The nightly's report is generated whatever the run's verdict (the run's exit status is kept); its
+# allure history ($(RESULTS)/allure-history.jsonl, beside the cleaned allure results) carries over.
 nightly: setup
-	$(HIL) --clean-alluredir -m nightly --repeat $(or $(REPEAT),3) $(PYTEST_ARGS)
+	$(HIL) --clean-alluredir -m nightly --repeat $(or $(REPEAT),3) $(PYTEST_ARGS); \
+	status=$$?; $(MAKE) --no-print-directory report RESULTS=$(RESULTS); exit $$status
 
 gate: setup
 	@test -n "$(VARIANT)" || { echo "usage: make gate VARIANT=<name in firmware_configs/> BENCH=benches/<real bench>.yaml" >&2; exit 2; }
 	$(BIN)/rig gate $(VARIANT) --bench $(BENCH) --results $(RESULTS) --repeat $(or $(REPEAT),5) $(GATE_ARGS)
 
-# Allure 3 from npm (no Java) into build/; the HTML report into $(RESULTS)/report.
+# Allure 3 from npm (no Java) into build/; the HTML report into $(RESULTS)/report. allurerc.mjs keeps
+# the report's history in $(RESULTS)/allure-history.jsonl (each report appends its run) and reads the
+# run's categories.
 $(ALLURE):
 	mkdir -p build
 	npm install --prefix build --no-audit --no-fund allure@3
 
 report: $(ALLURE)
 	@test -d $(RESULTS)/allure-results || { echo "no $(RESULTS)/allure-results: run make bench or make nightly first" >&2; exit 2; }
-	$(ALLURE) generate $(RESULTS)/allure-results --output $(RESULTS)/report
+	RESULTS=$(RESULTS) ALLURE_RESULTS=$(RESULTS)/allure-results \
+	    $(ALLURE) generate $(RESULTS)/allure-results --config allurerc.mjs --output $(RESULTS)/report
 	@echo "report: $(RESULTS)/report/index.html"
 
 bench-parse: setup

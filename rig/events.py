@@ -101,3 +101,37 @@ class EventLog:
 
     def close(self) -> None:
         self.attach(None)
+
+
+class EventHandler(logging.Handler):
+    """A logging handler that receives every bench event of the process (from any `EventLog`).
+
+    Subclasses implement `on_event`; `start()` attaches the handler to the `rig.events` loggers (and
+    lets INFO through to it when the logger would drop it), `close()` detaches it and puts the level back.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self._logger = logging.getLogger(LOGGER)
+        self._level_was: int | None = None
+
+    def start(self) -> None:
+        self._level_was = self._logger.level
+        if self._logger.getEffectiveLevel() > logging.INFO:
+            self._logger.setLevel(logging.INFO)
+        self._logger.addHandler(self)
+
+    def on_event(self, event: Event, in_attempt: bool) -> None:
+        raise NotImplementedError
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "rig_event", None)
+        if isinstance(event, Event):
+            self.on_event(event, bool(getattr(record, "rig_in_attempt", False)))
+
+    def close(self) -> None:
+        self._logger.removeHandler(self)
+        if self._level_was is not None:
+            self._logger.setLevel(self._level_was)
+            self._level_was = None
+        super().close()

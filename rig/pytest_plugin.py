@@ -11,7 +11,8 @@ the bench session is `rig.hil.session`, files and tables are `rig.report`.
 - Cells are reordered so each variant is programmed once and paths switch rarely (`rig.hil.matrix.order_cells`).
 - `bench` (session): provider up if needed, lease, preflight — a failing preflight stops the run at once
   with one message (exit 3) — and restore at the end; the run's own events (those of no attempt) go to
-  `<results>/<run-id>/events.jsonl`. `cell`: the attempt prepared (image, path, reset).
+  `<results>/<run-id>/events.jsonl`. `cell`: the attempt prepared (image, path, reset), its phases
+  shown as they happen (`rig.hil.progress`: a live line on a terminal, a plain line per phase in a log).
 - A bench problem (`InfrastructureError`) is an *error*, in the terminal and in allure (broken), never a
   failure; `rig.hil.matrix.Cell` retries it once.
 - Every attempt's record goes to `<results>/<run-id>/cells.jsonl` as it ends; the evidence is attached
@@ -26,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -50,8 +52,11 @@ from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
 from rig.hil.attempt import CellBench
 from rig.hil.matrix import AttemptCounter, Breaker, Cell, CellSpec, Comparisons, order_cells, plan
 from rig.hil.pool import open_pool, same_shape
+from rig.hil.progress import CellProgress
+from rig.report.allure_results import teardown_step
 from rig.report.attachments import attach_attempt, attach_files, label_cell
 from rig.report.evidence import EVENTS, RunFolder
+from rig.report.progress import LiveLine, PlainLines
 from rig.report.provenance import rig_commit
 from rig.report.records import Outcome
 from rig.report.run_end import finish_run
@@ -408,7 +413,7 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
     if state.bench_path is None:
         raise pytest.UsageError(f"no bench file: give --bench FILE (the default {DEFAULT_BENCH} is missing)")
     run_events = RunEvents(state.run_folder().root / EVENTS)  # bring-up, lease, preflight, restore
-    request.addfinalizer(run_events.close)
+    request.addfinalizer(teardown_step("stop writing the run's events", run_events.close))
     context = rig_bench_factory(state.bench_path, request.config)
     try:
         with _uncaptured(request.config):  # a provider's progress (starting the sim…) shows live
@@ -429,8 +434,20 @@ def bench(request: pytest.FixtureRequest, rig_bench_factory: BenchFactory) -> It
             request.config.get_terminal_writer().line()  # after the progress dots, not on their line
             context.__exit__(None, None, None)
 
-    request.addfinalizer(leave)
+    request.addfinalizer(teardown_step("restore the baseline path, release the lease", leave))
     yield opened
+
+
+def _progress(config: pytest.Config, the_cell: Cell) -> CellProgress:
+    """The cell's live line on a terminal, one line per phase in a log (`rig.hil.progress`)."""
+    writer = config.get_terminal_writer()
+
+    def write(text: str) -> None:
+        writer.write(text, flush=True)
+
+    live = writer.hasmarkup and getattr(sys.stdout, "isatty", lambda: False)()
+    view = LiveLine(write, writer.fullwidth) if live else PlainLines(write)
+    return CellProgress(the_cell, view, live=live)
 
 
 def _uncaptured(config: pytest.Config) -> AbstractContextManager[Any]:
@@ -453,10 +470,13 @@ def cell(request: pytest.FixtureRequest, bench: CellBench) -> Iterator[Cell]:
     label_cell(spec.name, spec.path)
     config = bench.config
     request.node.user_properties += [("bench", config.name), ("bench_kind", config.kind)]
-    request.addfinalizer(the_cell.close)
+    request.addfinalizer(
+        teardown_step("finish the attempt: stop the capture and the UART subscription", the_cell.close)
+    )
     try:
-        the_cell.prepare()
-        record = the_cell.handshake()
+        with _uncaptured(request.config), _progress(request.config, the_cell):
+            the_cell.prepare()
+            record = the_cell.handshake()
     except InfrastructureError:
         for scope, why in state.breaker.tripped.items():
             if scope not in state.announced_trips:

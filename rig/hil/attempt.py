@@ -171,6 +171,7 @@ class Attempt:
         )
         self.parser: LogParser | None = None  # the live parser of the boot being judged
         self.verdict_time: float | None = None  # host monotonic time the verdict was reached
+        self.last_line_at: float | None = None  # host monotonic time of the judged boot's last line
         self._stack = ExitStack()
         self._lines: LineSource | None = None
         self._started: float | None = None  # host monotonic time prepare() began
@@ -334,7 +335,7 @@ class Attempt:
         if len(w.boots) > 1:
             return  # a later boot is never judged: the judge calls it an unexpected reboot
         w.lines_seen += 1
-        w.last_line_at = line.mono
+        w.last_line_at = self.last_line_at = line.mono
         w.uart.feed(line.text, host_time=line.mono)
         if not self.boot_lines and self._boot_offset is None:
             self._boot_offset = line.offset

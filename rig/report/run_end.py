@@ -1,5 +1,6 @@
 """The files a run writes once, at its end: `summary.json`, `run.json`, its rows in the history store,
-and allure's run-level files (`environment.properties`).
+and allure's run-level files (`rig.report.allure_results`: environment, categories, executor, the
+overview, expected failures as known ones).
 
 One function, `finish_run`, so that a run split over several processes writes them once, from the
 process that saw every attempt. Everything is computed from the run's `cells.jsonl`.
@@ -11,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import ConfigError
-from rig.report.attachments import write_environment
+from rig.report.allure_results import finish_allure_results
 from rig.report.evidence import RunFolder, write_json
-from rig.report.history import RunInfo, record_run
+from rig.report.history import RunInfo, record_run, run_count
 from rig.report.records import AttemptRecord
 from rig.report.table import summarize
 
@@ -49,24 +50,24 @@ def finish_run(
     records = run.cells.read()
     write_json(run.root / "summary.json", summary_json(records))
     run.write_run_info({**about, **info, "attempts": len(records)})
+    problems: list[str] = []
+    build_order = None
+    if records:  # a run stopped before its first cell has nothing to compare with other runs
+        try:
+            record_run(
+                run.results,
+                RunInfo(
+                    run_id=run.run_id,
+                    bench=about.get("bench_name"),
+                    bench_kind=about.get("bench_kind"),
+                    rig_version=about.get("rig_version"),
+                    exit_status=info.get("exit_status"),
+                ),
+                records,
+            )
+            build_order = run_count(run.results)
+        except ConfigError as exc:
+            problems += [f"this run is not in the history: {line}" for line in exc.lines()]
     if allure_dir is not None:
-        images = {f"image.{r.variant}": r.image_sha256 for r in records if r.image_sha256}
-        environment = {k: str(v) for k, v in about.items() if v is not None}
-        write_environment(allure_dir, {**environment, **dict(sorted(images.items()))})
-    if not records:
-        return []  # stopped before its first cell: nothing to compare with other runs
-    try:
-        record_run(
-            run.results,
-            RunInfo(
-                run_id=run.run_id,
-                bench=about.get("bench_name"),
-                bench_kind=about.get("bench_kind"),
-                rig_version=about.get("rig_version"),
-                exit_status=info.get("exit_status"),
-            ),
-            records,
-        )
-    except ConfigError as exc:
-        return [f"this run is not in the history: {line}" for line in exc.lines()]
-    return []
+        finish_allure_results(allure_dir, records, about=about, run_id=run.run_id, build_order=build_order)
+    return problems

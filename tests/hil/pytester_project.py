@@ -102,7 +102,11 @@ class Project:
         path = self.root / "actions.log"
         return path.read_text().splitlines() if path.exists() else []
 
-    def cells(self) -> list[dict[str, object]]:
+    def cells_folder(self) -> Path:
+        """The newest run's folder."""
         runs = sorted(p for p in (self.root / "results").iterdir() if p.is_dir() and not p.is_symlink())
-        text = (runs[-1] / "cells.jsonl").read_text()
+        return runs[-1]
+
+    def cells(self) -> list[dict[str, object]]:
+        text = (self.cells_folder() / "cells.jsonl").read_text()
         return [json.loads(line) for line in text.splitlines()]

@@ -8,7 +8,6 @@ Every action is appended to `actions.log` in the current folder, one word each, 
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -23,6 +22,7 @@ from rig.drivers.programmers import ProgramResult
 from rig.drivers.uart.gaps import UartGap
 from rig.drivers.uart.port import UartLine
 from rig.errors import InfrastructureError
+from rig.events import EventLog
 
 _PREFIX = "0x7ffd5a3c1e20: "
 
@@ -121,6 +121,7 @@ class ScriptedBench:
         self._player: threading.Thread | None = None
         self._stop = threading.Event()
         self.folder: Path | None = None
+        self.events = EventLog()  # the core's event log, as a real bench has: files, logging, progress
 
     @property
     def config(self) -> BenchConfig:
@@ -149,19 +150,26 @@ class ScriptedBench:
         if folder is None:
             self._stop_player()
         self.folder = folder
+        self.events.attach(folder / "events.jsonl" if folder is not None else None)
 
     def ensure_image(self, variant: VariantConfig, out_dir: Path, *, forensic: bool = False) -> ProgramResult:
         name = variant.name + (" (forensic)" if forensic else "")
         if self.on_dut == name:
+            self.events.emit("flash_skipped", "bench", variant=variant.name, known_by="banner")
             return ProgramResult(True, True, 0.0, 0, None, "0" * 64)
+        self.events.emit("flash_started", "scripted", variant=variant.name)
         self._act(f"program {name}")
         self.on_dut = name
         return ProgramResult(True, False, 0.01, 1, None, "0" * 64)
 
     def select_path(self, name: str) -> None:
         if name != self.path:
+            self.events.emit("path_select", "router", path=name)
             self._act(f"path {name}")
             self.path = name
+            self.events.emit("path_selected", "router", path=name, seconds=0.0)
+        else:
+            self.events.emit("path_kept", "router", path=name)
 
     def subscribe(self) -> _Lines:
         self._queue = queue.SimpleQueue()
@@ -174,6 +182,7 @@ class ScriptedBench:
             self._act("reset-fault")
             raise InfrastructureError("programmer ICD4 BURSIM000001: Connection Failed. — replug the tool")
         self._act("reset")
+        self.events.emit("reset", "scripted", via="command")
         self._stop_player()
         self._stop.clear()
         queue_, folder = self._queue, self.folder
@@ -207,9 +216,7 @@ class ScriptedBench:
         return []
 
     def emit(self, kind: str, **fields: Any) -> None:
-        if self.folder is not None:
-            with (self.folder / "events.jsonl").open("a") as file:
-                file.write(json.dumps({"kind": kind, "source": "harness", **fields}) + "\n")
+        self.events.emit(kind, "harness", **fields)
 
 
 class _Lines:

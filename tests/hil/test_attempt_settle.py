@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -43,5 +44,6 @@ def test_lines_queued_before_the_reset_are_drained_and_the_new_boot_is_judged(tm
     finally:
         attempt.close()
     assert result.verdict == "completed", result.summary
-    events = (folder / "events.jsonl").read_text()
-    assert '"kind": "uart_settled", "source": "harness", "lines": 2' in events
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    (settled,) = [e for e in events if e["kind"] == "uart_settled"]
+    assert (settled["source"], settled["lines"]) == ("harness", 2)

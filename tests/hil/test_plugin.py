@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from pytester_project import Project
@@ -405,3 +406,87 @@ def test_a_bench_problem_in_the_forensic_rerun_is_its_own_record_and_leaves_the_
     assert (forensic["forensic"], forensic["outcome"], forensic["verdict"]) == (True, "error", "error")
     assert "Connection Failed" in str(forensic["error"])
     assert (failing["forensic"], failing["outcome"], failing["verdict"]) == (False, "xfailed", "stalled")
+
+
+def test_allure_gets_the_expected_failure_as_a_known_one_categories_executor_and_named_teardowns(
+    project: Project,
+) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    project.scripts('{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}')
+    allure_dir = project.root / "allure"
+    project.run("--alluredir", str(allure_dir)).assert_outcomes(passed=1, xfailed=1)
+    results = {}
+    for file in allure_dir.glob("*-result.json"):
+        result = json.loads(file.read_text())
+        results[result["name"].split("[", 1)[1].rstrip("]")] = result
+    incident = results["tcp-rx-1024-satellite"]
+    assert (incident["status"], incident["statusDetails"]["known"]) == ("failed", True)
+    message = incident["statusDetails"]["message"].splitlines()
+    assert message[0] == (
+        "Known failure: firmware_configs/tcp-rx-1024.yaml: expect.satellite = fail stall_want_read"
+    )
+    assert message[2].startswith(
+        "Diagnosis: Stalled in client state 12 (MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC)"
+    )
+    assert results["tcp-rx-1024-landline"]["status"] == "passed"
+    for result in results.values():
+        overview = allure_dir / result["attachments"][0]["source"]
+        assert result["attachments"][0]["name"] == "overview: the matrix and the gate"
+        assert "HIL matrix on bench `scripted`" in overview.read_text()
+        assert "tcp-rx-1024: not releasable — satellite: the firmware failed 1 of 1" in overview.read_text()
+
+    categories = json.loads((allure_dir / "categories.json").read_text())
+    known = next(c for c in categories if c["name"].startswith("Known firmware failures"))
+    assert re.fullmatch(known["messageRegex"], incident["statusDetails"]["message"])
+    assert not re.fullmatch(known["messageRegex"], "rig.errors.HandshakeFailed_other: boom")
+    bench = next(c for c in categories if c["name"].startswith("Bench problems"))
+    assert bench["matchedStatuses"] == ["broken"]
+    executor = json.loads((allure_dir / "executor.json").read_text())
+    assert (executor["type"], executor["buildName"], executor["buildOrder"]) == (
+        "rig",
+        project.cells_folder().name,
+        1,
+    )
+    (globals_file,) = allure_dir.glob("*-globals.json")
+    assert (
+        json.loads(globals_file.read_text())["attachments"][0]["name"] == "overview: the matrix and the gate"
+    )
+
+    steps = []
+    for file in allure_dir.glob("*-container.json"):
+        steps += [
+            (step["name"], step.get("status")) for step in json.loads(file.read_text()).get("afters", [])
+        ]
+    names = {name for name, _ in steps}
+    assert "cell: finish the attempt: stop the capture and the UART subscription" in names
+    assert "bench: restore the baseline path, release the lease" in names
+    assert not [name for name in names if "<lambda>" in name or name.split("::")[-1].isdigit()]
+    assert {status for _, status in steps} == {"passed"}
+
+
+def test_without_a_terminal_each_cell_gets_one_plain_line_per_phase_ending_in_its_verdict(
+    project: Project,
+) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    project.scripts('{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}')
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=1, xfailed=1)
+    lines = [line for line in result.stdout.lines if line.startswith("rig: tcp-rx-1024-")]
+    landline = [line.removeprefix("rig: tcp-rx-1024-landline: ") for line in lines if "landline" in line]
+    assert landline[:-1] == [
+        "starting",
+        "programming",
+        "path kept on landline",
+        "waiting for the UART to fall quiet",
+        "reset",
+    ]
+    assert landline[-1].startswith("completed ") and landline[-1].endswith(" s after the reset")
+    satellite = [line.removeprefix("rig: tcp-rx-1024-satellite: ") for line in lines if "satellite" in line]
+    assert satellite[:-1] == [
+        "starting",
+        "image already on the DUT (banner)",
+        "path switching to satellite",  # its `path_selected` is the same phase: no second line
+        "waiting for the UART to fall quiet",
+        "reset",
+    ]
+    assert satellite[-1].startswith("stalled at SERVER_CHANGE_CIPHER_SPEC ")
