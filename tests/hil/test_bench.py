@@ -19,10 +19,11 @@ from click.testing import CliRunner
 
 from rig.cli import main
 from rig.config import VariantConfig, load_bench
+from rig.config.models import ImageConfig
 from rig.drivers.lease import BenchLease
 from rig.drivers.part import Part
 from rig.drivers.programmers import image_sha256
-from rig.errors import InfrastructureError
+from rig.errors import ConfigError, InfrastructureError
 from rig.events import EventLog
 from rig.hil.bench import Bench
 from rig.hil.provider import ensure_provider_up, provider_down, provider_is_up
@@ -202,6 +203,27 @@ def test_an_other_image_in_the_banner_is_programmed_and_recorded(
     assert result.transcript == tmp_path / "attempt" / "programmer-1.log"
     assert programmer_calls(stand_in) == 1
     assert image_sha256(variant.image.hex) in record
+
+
+def test_the_forensic_image_is_programmed_in_place_of_the_image_and_its_absence_is_said(
+    bench_file: Path, hub: Hub, variant: VariantConfig, stand_in: Path, tmp_path: Path
+) -> None:
+    hub.sha256 = image_sha256(variant.image.hex)  # the DUT runs the variant's image
+    forensic_hex = tmp_path / "tcp-rx-1460-debug4.hex"
+    forensic_hex.write_text(":020000040000FA\n:10000000100102030405060708090A0B0C0D0E0F68\n:00000001FF\n")
+    with_forensic = variant.model_copy(update={"forensic": ImageConfig(hex=forensic_hex)})
+    with Bench(load_bench(bench_file)) as bench:
+        result = bench.ensure_image(with_forensic, tmp_path / "forensic", forensic=True)
+        record = json.loads((bench.state_dir / "lab-test.image.json").read_text())
+        with pytest.raises(ConfigError) as missing:
+            bench.ensure_image(variant, tmp_path / "none", forensic=True)
+
+    assert (result.ok, result.skipped, result.attempts) == (True, False, 1)
+    assert programmer_calls(stand_in) == 1
+    assert record["variant"] == "tcp-rx-1460 (forensic)" and record["sha256"] == image_sha256(forensic_hex)
+    assert (
+        str(missing.value) == "variant tcp-rx-1460: no forensic image — name one in its file's `forensic.hex`"
+    )
 
 
 def test_without_a_banner_the_bench_record_decides(
