@@ -186,7 +186,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state.run_id = workerinput.get("rig_run_id")
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(OutcomeCounter(state), "rig-outcomes")
-    if _is_worker(config) or not _runs_cells(config):
+    if _is_worker(config) or not _runs_cells(config) or _only_looks(config):
         return
     if _distributed(config):
         config.pluginmanager.register(PoolController(config, state, paths), "rig-pool")
@@ -195,6 +195,11 @@ def pytest_configure(config: pytest.Config) -> None:
             f"{len(paths)} benches given: run them as a pool with pytest-xdist, `-n {len(paths)}` "
             "(or `-n auto`: one worker per bench), or give one --bench"
         )
+
+
+def _only_looks(config: pytest.Config) -> bool:
+    """`--collect-only`, `--markers`, `--fixtures`: a run that touches no bench."""
+    return any(getattr(config.option, name, False) for name in ("collectonly", "markers", "showfixtures"))
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -291,6 +291,12 @@ def test_several_benches_need_xdist_the_same_paths_and_names_of_their_own(projec
     result = pytester.runpytest("-p", "no:cacheprovider", "--bench", "benches/pool.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "2 benches given: run them as a pool with pytest-xdist, `-n 2`" in result.stderr.str()
+    # Looking at the cells touches no bench of the pool.
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--bench", "benches/pool.yaml", "-n", "2", "--co", "-q"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert "tcp-rx-1024-satellite" in result.stdout.str() and "drops out" not in result.stdout.str()
 
     (benches / "c.yaml").write_text(
         text.replace("  satellite:", "  geo:").replace("name: scripted", "name: c")
