@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 
@@ -128,6 +129,14 @@ class EventHandler(logging.Handler):
         event = getattr(record, "rig_event", None)
         if isinstance(event, Event):
             self.on_event(event, bool(getattr(record, "rig_in_attempt", False)))
+
+    def __enter__(self) -> EventHandler:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         self._logger.removeHandler(self)

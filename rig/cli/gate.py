@@ -27,9 +27,10 @@ from rig.errors import ConfigError, InfrastructureError
 from rig.hil.judge import expected_outcome
 from rig.hil.matrix import AttemptCounter, Cell, Comparisons, order_cells, plan
 from rig.hil.session import open_bench
-from rig.report.evidence import RunFolder
+from rig.report.evidence import EVENTS, RunFolder
 from rig.report.gate import GateReport, judge
 from rig.report.provenance import Provenance
+from rig.report.run_events import RunEvents
 from rig.report.table import matrix_table
 
 console = Console(highlight=False, soft_wrap=True)
@@ -79,8 +80,9 @@ def run_gate(
     comparisons = Comparisons()
     image_sha = provenance.image.sha256
     stopped: str | None = None
+    run_events = RunEvents(run.root / EVENTS)  # bring-up, lease, preflight, restore: the gate's own
     try:
-        with open_bench(bench_path, purpose=f"gate {variant.model.name}") as live:
+        with run_events, open_bench(bench_path, purpose=f"gate {variant.model.name}") as live:
             specs = order_cells(
                 plan([variant], paths, repeat),
                 lambda spec: spec,

@@ -47,6 +47,7 @@ class CellProgress(EventHandler):
         self.detail = ""
         self.since = time.monotonic()
         self.settled = False
+        self._uart_quiet = False  # the current attempt's UART has settled: its next reset is the judged one
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -76,6 +77,14 @@ class CellProgress(EventHandler):
                 detail += f" in {fields['seconds']} s"
         elif event.kind == "flash_skipped":
             detail = f"({fields.get('known_by', 'known')})"
+        elif event.kind == "reset" and not self._uart_quiet:
+            # A reset before the UART settled is the programmer's (to read the boot banner), not the
+            # one the attempt judges: that one always follows the settling.
+            phase = "checking the image on the DUT"
+        if event.kind == "uart_settled":
+            self._uart_quiet = True
+        elif event.kind == "attempt_started":
+            self._uart_quiet = False
         with self._lock:
             self.phase, self.detail, self.since = phase, detail, time.monotonic()
         self._show()

@@ -314,6 +314,10 @@ def test_gate_exits_0_and_writes_gate_json_for_a_releasable_variant(
     assert gate["verdict"] == "releasable" and gate["exit_code"] == 0
     assert {p: r["completed"] for p, r in gate["paths"].items()} == {"landline": 1, "satellite": 1}
     assert gate["simulated"] is True and gate["release_verdict"] is False
+    gate_events = [
+        json.loads(line)["kind"] for line in (gate_file.parent / "events.jsonl").read_text().splitlines()
+    ]
+    assert {"lease_acquired", "preflight", "path_restored", "lease_released"} <= set(gate_events)
     provenance = gate["provenance"]
     assert provenance["bench_kind"] == "simulated" and provenance["rig_version"] == rig.__version__
     assert provenance["image"]["sha256"] == gate["image_sha256"]
