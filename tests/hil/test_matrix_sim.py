@@ -140,6 +140,10 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     ]
     # The failing attempt's theories, answered with the rerun's comparison and the cloud's own log.
     answered = (Path(cells[("tcp-rx-1024", "satellite")]["evidence"]) / "theories.txt").read_text()
+    # The satellite PEP acknowledged the hub's last flight on the LAN: it left the hub, and TCP says so.
+    assert re.search(
+        r"^\(1\) The hub's last flight left it: .*, acknowledged by TCP [0-9.]+ s later$", answered, re.M
+    )
     assert "the cloud's own log: \"gave up on the handshake: BAD_SIGNATURE" in answered
     assert "Supported: (4): the device changed 2 bytes of the server's flight" in answered
     assert "while the wire was intact" in rerun["summary"]
