@@ -19,7 +19,7 @@ the bench session is `rig.hil.session`, files and tables are `rig.report`.
   to allure; the terminal summary is the matrix table (with pass rates and flaky cells on repeats).
 - A cell whose verdict is a firmware failure is rerun once with its variant's forensic image (debug
   level 4) right after, as evidence (`rig.hil.matrix.Cell.rerun_forensic`); the test's outcome is the
-  failing attempt's.
+  failing attempt's. `--forensic=always` reruns a passing cell too, `--forensic=never` none.
 """
 
 from __future__ import annotations
@@ -50,7 +50,16 @@ from rig.config import (
 )
 from rig.errors import ConfigError, HandshakeFailed, InfrastructureError
 from rig.hil.attempt import CellBench
-from rig.hil.matrix import AttemptCounter, Breaker, Cell, CellSpec, Comparisons, order_cells, plan
+from rig.hil.matrix import (
+    FORENSIC_WHEN,
+    AttemptCounter,
+    Breaker,
+    Cell,
+    CellSpec,
+    Comparisons,
+    order_cells,
+    plan,
+)
 from rig.hil.pool import open_pool, same_shape
 from rig.hil.progress import CellProgress
 from rig.report.allure_results import teardown_step
@@ -120,6 +129,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("rig_bench", "bench file to run on when neither --bench nor RIG_BENCH is given", default="")
     group.addoption("--repeat", type=int, default=1, metavar="N", help="run every cell N times")
+    group.addoption(
+        "--forensic",
+        choices=FORENSIC_WHEN,
+        default="failed",
+        help="rerun a cell once with its variant's forensic image (debug level 4): after a firmware "
+        "failure (failed, the default), after every judged attempt (always), or never",
+    )
     group.addoption(
         "--results", default="results", metavar="DIR", help="evidence folder: DIR/<run-id>/ (default results)"
     )
@@ -470,7 +486,14 @@ def cell(request: pytest.FixtureRequest, bench: CellBench) -> Iterator[Cell]:
     """
     spec: CellSpec = request.param
     state = request.config.stash[STATE_KEY]
-    the_cell = Cell(spec, bench, state.run_folder(), state.counter, breaker=state.breaker)
+    the_cell = Cell(
+        spec,
+        bench,
+        state.run_folder(),
+        state.counter,
+        breaker=state.breaker,
+        forensic=request.config.getoption("--forensic"),
+    )
     request.node.stash[CELL_KEY] = the_cell
     label_cell(spec.name, spec.path)
     config = bench.config
@@ -532,8 +555,9 @@ def _rerun_forensic(config: pytest.Config, the_cell: Cell) -> None:
     with _uncaptured(config):
         writer = config.get_terminal_writer()
         writer.line()
+        judged = "passed" if the_cell.judged is not None and the_cell.judged.completed else "failed"
         writer.line(
-            f"rig: {the_cell.spec.id} failed: rerunning it once with its forensic image (debug level 4)"
+            f"rig: {the_cell.spec.id} {judged}: rerunning it once with its forensic image (debug level 4)"
         )
         record = the_cell.rerun_forensic()
         if record is not None:

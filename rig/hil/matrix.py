@@ -18,7 +18,9 @@ A cell whose judged attempt is a firmware failure is run once more with its vari
 (`Cell.rerun_forensic`: the same build at Mbed TLS debug level 4, from the variant file's `forensic`
 or the bench's `images.dir`), after the failing attempt: its capture and level-4 log are compared byte
 by byte (`wire-vs-stack.txt`). Its record is marked `forensic` in `cells.jsonl`; tables, pass rates and
-the gate leave it out, and the cell's verdict stays the failing attempt's.
+the gate leave it out, and the cell's verdict stays the failing attempt's. When to rerun is the run's
+choice (`ForensicWhen`): after a failure (the default), after every judged attempt (`always`: a passing
+cell's rerun compares a healthy build's bytes too), or `never`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from rig.config import Expectation, Loaded, VariantConfig
 from rig.errors import InfrastructureError, RigError
@@ -35,6 +37,9 @@ from rig.hil.judge import expected_outcome
 from rig.report.comparison import Side, with_wire, write_comparison
 from rig.report.evidence import RunFolder
 from rig.report.records import AttemptRecord, Outcome, cell_id
+
+ForensicWhen = Literal["failed", "always", "never"]
+FORENSIC_WHEN: tuple[ForensicWhen, ...] = ("failed", "always", "never")
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,6 +161,7 @@ class Cell:
         *,
         retries: int = 1,
         breaker: Breaker | None = None,
+        forensic: ForensicWhen = "failed",
     ) -> None:
         self.spec = spec
         self.bench = bench
@@ -167,6 +173,7 @@ class Cell:
         self.records: list[AttemptRecord] = []
         self.judged: AttemptRecord | None = None  # the record of the attempt that reached a verdict
         self.forensic: Attempt | None = None  # the rerun with the forensic image, once the cell failed
+        self.forensic_when: ForensicWhen = forensic
         path = bench.config.paths[spec.path]
         self.stall_after_s = stall_after_s(bench.config.timeouts, path)
         self.time_budget_s = time_budget_s(bench.config.timeouts, path)
@@ -247,9 +254,13 @@ class Cell:
             self.forensic.close()
 
     def wants_forensic(self) -> bool:
-        """Whether the judged attempt is a firmware failure and the bench has a forensic image for the variant."""
+        """Whether the judged attempt calls for a rerun (a firmware failure; with `always`, a completed
+        handshake too) and the bench has a forensic image for the variant."""
         judged = self.judged
-        if judged is None or judged.verdict not in FIRMWARE_FAILURES or self.forensic is not None:
+        if judged is None or self.forensic is not None or self.forensic_when == "never":
+            return False
+        rerun_after = FIRMWARE_FAILURES + (("completed",) if self.forensic_when == "always" else ())
+        if judged.verdict not in rerun_after:
             return False
         return self.bench.config.forensic_image_for(self.spec.variant.model) is not None
 
@@ -289,11 +300,16 @@ class Cell:
         attempt.save()
         self.run.cells.append(record)
         self.records.append(record)
-        if self.attempt is not None and attempt.wire_check is not None:
+        failing = self.attempt
+        if (
+            failing is not None
+            and failing.record.verdict in FIRMWARE_FAILURES
+            and attempt.wire_check is not None
+        ):
             # The failing attempt's theories, answered again with the rerun's comparison (its record is
-            # written after this, by the caller that knows its outcome).
-            self.attempt.write_theories(attempt.wire_check, check_from=f"forensic attempt {record.attempt}")
-            self.attempt.save()
+            # written after this, by the caller that knows its outcome); a passing one answers none.
+            failing.write_theories(attempt.wire_check, check_from=f"forensic attempt {record.attempt}")
+            failing.save()
         return record
 
 

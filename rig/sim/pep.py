@@ -44,6 +44,7 @@ class SegmentSender:
         self._acked = 0  # stream offset the hub has acknowledged
         self._unsent = 0  # first stream offset never sent (full_segments)
         self._in_flight: Segment | None = None
+        self._sent_end = 0  # first stream offset past every byte sent so far
         self.truncations: list[tuple[int, int, int]] = []  # (offset, sent, taken)
 
     @property
@@ -58,6 +59,11 @@ class SegmentSender:
     @property
     def acked(self) -> int:
         return self._acked
+
+    @property
+    def next_seq(self) -> int:
+        """SND.NXT: the sequence number after the last byte sent (the seq of a pure ACK)."""
+        return (self.base_seq + max(self._sent_end, self._acked)) & 0xFFFFFFFF
 
     def push(self, data: bytes) -> None:
         """Bytes from the uplink to deliver to the hub."""
@@ -105,4 +111,5 @@ class SegmentSender:
     def _segment(self, offset: int, size: int, *, is_rest: bool) -> Segment:
         start = offset - self._acked
         payload = bytes(self._stream[start : start + size])
+        self._sent_end = max(self._sent_end, offset + size)
         return Segment((self.base_seq + offset) & 0xFFFFFFFF, offset, payload, is_rest)

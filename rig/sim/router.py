@@ -17,6 +17,12 @@ line: the `uplink-down` fault), `router.sock` (control, one JSON line per reques
 endpoint?), `{"cmd": "uplink", "path": NAME, "up": BOOL}`, `{"cmd": "capture"}` which then streams pcap
 bytes), `router.log`. `rig.sim.simrouter` is the command-line side of that socket.
 
+The capture holds the ACKs the router's side sends for the hub's bytes, as tcpdump on a real router's
+LAN port shows them: a `split_tcp` path's terminal acknowledges each segment as it takes it (the PEP
+is the hub's TCP peer on this side of the dish); on a plain path the acknowledgement is the cloud's
+own, on the LAN one way after the bytes reached the cloud's TCP. Every router-side segment's ACK
+number is the hub's bytes acknowledged so far that way, never more than the router received.
+
 A cut uplink behaves like a dead satellite dish or a failed DSL line behind the router: nothing crosses
 it. A `split_tcp` path's terminal still answers the hub's SYN and takes its bytes (the PEP is on this
 side of the dish), then nothing ever comes back; a plain path's connection attempts time out.
@@ -65,6 +71,8 @@ class Flow:
         link = uplink.link
         self.sender = SegmentSender(self.irs, link.mss, link.segmentation, request.window)
         self.hub_next = (request.iss + 1) & 0xFFFFFFFF
+        self.hub_acked = self.hub_next  # the hub's bytes the router's side has acknowledged on the LAN
+        self.hub_to_cloud = 0  # the hub's bytes written to the cloud's TCP (a plain path acknowledges those)
         self.hub_window = request.window
         seed = request.conn * 7919 + uplink.index
         jitter = link.jitter_ms / 1000.0
@@ -172,7 +180,7 @@ class Flow:
             self.session.send(lan.segment(self.conn, segment.seq, segment.payload))
             self.bytes_down += len(segment.payload)
             self.router.capture(
-                from_hub=False, flow=self, seq=segment.seq, ack=self.hub_next,
+                from_hub=False, flow=self, seq=segment.seq, ack=self.hub_acked,
                 flags=pcap.ACK_FLAG | pcap.PSH, window=65535, payload=segment.payload,
             )  # fmt: skip
             return
@@ -186,7 +194,7 @@ class Flow:
                 from_hub=False,
                 flow=self,
                 seq=seq,
-                ack=self.hub_next,
+                ack=self.hub_acked,
                 flags=pcap.FIN_FLAG | pcap.ACK_FLAG,
                 window=65535,
             )
@@ -217,7 +225,18 @@ class Flow:
         )  # fmt: skip
         self.hub_next = (data.seq + len(data.payload)) & 0xFFFFFFFF
         self.bytes_up += len(data.payload)
+        if self.uplink.link.split_tcp:
+            self._acknowledge(self.hub_next)  # the PEP took the segment: its ACK is on the LAN at once
         self.up.send(data.payload)
+
+    def _acknowledge(self, ack: int) -> None:
+        """The router's side's pure ACK of the hub's bytes up to `ack`, in the capture."""
+        if self.closed:
+            return
+        self.hub_acked = ack
+        self.router.capture(
+            from_hub=False, flow=self, seq=self.sender.next_seq, ack=ack, flags=pcap.ACK_FLAG, window=65535
+        )
 
     def on_fin(self) -> None:
         self.router.capture(
@@ -238,6 +257,11 @@ class Flow:
                 self._writer.write_eof()
             return
         self._writer.write(data)
+        if not self.uplink.link.split_tcp:
+            # The cloud's TCP took the bytes (loopback: at once); its ACK crosses the uplink back.
+            self.hub_to_cloud += len(data)
+            ack = (self.request.iss + 1 + self.hub_to_cloud) & 0xFFFFFFFF
+            asyncio.get_running_loop().call_later(self.uplink.one_way_s, self._acknowledge, ack)
 
     def close(self) -> None:
         if self.closed:

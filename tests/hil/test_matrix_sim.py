@@ -140,6 +140,10 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     ]
     # The failing attempt's theories, answered with the rerun's comparison and the cloud's own log.
     answered = (Path(cells[("tcp-rx-1024", "satellite")]["evidence"]) / "theories.txt").read_text()
+    # The satellite PEP acknowledged the hub's last flight on the LAN: it left the hub, and TCP says so.
+    assert re.search(
+        r"^\(1\) The hub's last flight left it: .*, acknowledged by TCP [0-9.]+ s later$", answered, re.M
+    )
     assert "the cloud's own log: \"gave up on the handshake: BAD_SIGNATURE" in answered
     assert "Supported: (4): the device changed 2 bytes of the server's flight" in answered
     assert "while the wire was intact" in rerun["summary"]
@@ -252,6 +256,34 @@ def test_the_matrix_on_the_simulated_bench_gives_the_incidents_table(
     assert f"HIL matrix on bench `sim` (run {folder.name}, SIMULATED bench)" in again.stdout
     assert "did not reach its end" not in again.stdout
     assert "tcp-rx-1024-satellite (xfailed): Stalled in client state 12" in again.stdout
+
+
+def test_forensic_always_reruns_the_fixs_passing_cell_and_its_level_4_log_reads_every_byte_the_wire_carried(
+    sim: dict[str, str], tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    done = run(hil(sim, "tcp-rx-1460", results, "--paths", "satellite", "--forensic=always"), sim)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout
+    assert "rig: tcp-rx-1460-satellite passed: rerunning it once with its forensic image" in done.stdout
+    lines = [json.loads(line) for line in (only_run(results) / "cells.jsonl").read_text().splitlines()]
+    assert [(c["attempt"], c["forensic"], c["verdict"], c["outcome"]) for c in lines] == [
+        (2, True, "completed", "passed"),
+        (1, False, "completed", "passed"),
+    ]
+    passing = Path(lines[1]["evidence"])
+    assert lines[1]["theories"] == [] and not (passing / "theories.txt").exists()  # a pass answers none
+    evidence = Path(lines[0]["evidence"])
+    diagnosed = run(
+        [*RIG, "diagnose", str(evidence / "uart.raw"), "--capture", str(evidence / "capture.pcap")], sim
+    )
+    print(diagnosed.stdout)
+    assert diagnosed.returncode == 0, diagnosed.stdout + diagnosed.stderr
+    equal = re.search(r"^  (\d+) bytes compared, all equal$", diagnosed.stdout, re.M)
+    assert equal is not None, diagnosed.stdout
+    assert int(equal.group(1)) > 0
+    assert f"wire vs stack: all {equal.group(1)} compared bytes equal (4 records)" in diagnosed.stdout
+    assert "differ" not in diagnosed.stdout
 
 
 def test_a_killed_run_is_reported_from_its_folder_and_the_next_run_repairs_the_bench_it_left(

@@ -34,6 +34,7 @@ def test_options_are_listed_in_help_under_the_rig_group(project: Project) -> Non
         "--firmware-dir=DIR",
         "--repeat=N",
         "--results=DIR",
+        "--forensic={failed,always,never}",
     ):
         assert option in text
 
@@ -391,6 +392,65 @@ def test_a_passing_cell_and_a_variant_without_a_forensic_image_are_not_rerun(pro
     result.assert_outcomes(passed=1, xfailed=1)
     assert not any("forensic" in a for a in project.actions())
     assert [c["forensic"] for c in project.cells()] == [False, False]
+
+
+def with_forensic_image(project: Project, name: str) -> None:
+    variant = project.root / "firmware_configs" / f"{name}.yaml"
+    variant.write_text(
+        variant.read_text().replace("build:", "forensic: {hex: ../build/" + name + "-d4.hex}\nbuild:")
+    )
+
+
+def test_forensic_always_reruns_a_passing_cell_too_and_counts_only_its_own_attempt(project: Project) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    with_forensic_image(project, "tcp-rx-1024")
+    project.scripts(
+        """{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}"""
+    )
+    result = project.run("--forensic=always")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(
+        ["*rig: tcp-rx-1024-landline passed: rerunning it once with its forensic image (debug level 4)*"]
+    )
+    # The passing cell's rerun leaves the forensic image on the DUT: the next cell programs its own again.
+    assert [a for a in project.actions() if a.startswith("program")] == [
+        "program tcp-rx-1024",
+        "program tcp-rx-1024 (forensic)",
+        "program tcp-rx-1024",
+        "program tcp-rx-1024 (forensic)",
+    ]
+    cells = project.cells()
+    assert [(c["path"], c["attempt"], c["forensic"], c["verdict"], c["outcome"]) for c in cells] == [
+        ("landline", 2, True, "completed", "passed"),
+        ("landline", 1, False, "completed", "passed"),
+        ("satellite", 2, True, "stalled", "xfailed"),
+        ("satellite", 1, False, "stalled", "xfailed"),
+    ]
+    assert cells[1]["theories"] == []  # a passing attempt's rerun answers no theories for it
+    summary = json.loads(next(project.root.glob("results/*/summary.json")).read_text())
+    assert [(c["path"], c["attempts"]) for c in summary["cells"]] == [("landline", 1), ("satellite", 1)]
+
+
+def test_forensic_never_leaves_a_failing_cell_with_a_forensic_image_alone(project: Project) -> None:
+    project.variant("tcp-rx-1024", satellite="fail stall_want_read")
+    with_forensic_image(project, "tcp-rx-1024")
+    project.scripts(
+        """{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}"""
+    )
+    result = project.run("--forensic=never", "--paths", "satellite")
+    result.assert_outcomes(xfailed=1)
+    assert "rerunning it once" not in result.stdout.str()
+    assert [a for a in project.actions() if a.startswith("program")] == ["program tcp-rx-1024"]
+    assert [(c["attempt"], c["forensic"], c["verdict"]) for c in project.cells()] == [(1, False, "stalled")]
+
+
+def test_by_default_a_passing_cell_with_a_forensic_image_is_not_rerun(project: Project) -> None:
+    project.variant("tcp-rx-1460", release=True)
+    with_forensic_image(project, "tcp-rx-1460")
+    project.scripts("""{"tcp-rx-1460": Script(COMPLETED)}""")
+    project.run("--paths", "landline").assert_outcomes(passed=1)
+    assert [a for a in project.actions() if a.startswith("program")] == ["program tcp-rx-1460"]
+    assert [c["forensic"] for c in project.cells()] == [False]
 
 
 def test_a_bench_problem_in_the_forensic_rerun_is_its_own_record_and_leaves_the_verdict_alone(

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from test_hub_support import ENDPOINT, RouterProcess, ScriptedLan, StartRouter, 
 
 from rig.sim import lan
 from rig.sim.pep import SegmentSender
+from rig.wire import read_capture_bytes
 
 __all__ = ["scripted_lan", "start_router"]  # fixtures used below
 
@@ -180,10 +181,8 @@ def test_the_landline_never_sends_more_than_the_advertised_window(
     assert [size for _, size, _ in segments] == [1024, 1024, 1024, 1024, 1024, 305]
 
 
-def test_the_capture_is_a_pcap_with_the_lan_sides_sequence_numbers_and_windows(
-    flight_server: FlightServer, start_router: StartRouter, scripted_lan: ScriptedLan
-) -> None:
-    router = start_router(flight_server.port, path="landline")
+def _captured(router: RouterProcess, play: Callable[[], None]) -> bytes:
+    """The pcap `simrouter capture` streams while `play` drives the LAN, and a moment after it."""
     argv = [sys.executable, "-m", "rig.sim.simrouter", "--dir", str(router.folder), "capture"]
     capture = subprocess.Popen(argv, stdout=subprocess.PIPE)
     try:
@@ -192,21 +191,37 @@ def test_the_capture_is_a_pcap_with_the_lan_sides_sequence_numbers_and_windows(
             sel.register(capture.stdout, selectors.EVENT_READ)
             assert sel.select(timeout=15), "simrouter capture wrote nothing within 15 s"
         header = capture.stdout.read(24)
-        _hub_connect(scripted_lan, router, 1, 1024)
-        _receive_flight(scripted_lan, 1, 1024, 5425)
+        play()
         time.sleep(0.3)
     finally:
         capture.terminate()
         rest, _ = capture.communicate(timeout=10)
-    data = header + rest
-    magic, major, minor, _, _, _, linktype = struct.unpack_from("<IHHiIII", data)
-    assert (magic, major, minor, linktype) == (0xA1B2C3D4, 2, 4, 1)
+    return header + rest
+
+
+def _tcp_of(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(source address, TCP segment) of each IPv4 TCP packet of a pcap."""
     packets, pos = [], 24
     while pos + 16 <= len(data):
         length = struct.unpack_from("<I", data, pos + 8)[0]
         packets.append(data[pos + 16 : pos + 16 + length])
         pos += 16 + length
-    tcp = [(p[26:30], p[34:]) for p in packets if p[12:14] == b"\x08\x00" and p[23] == 6]
+    return [(p[26:30], p[34:]) for p in packets if p[12:14] == b"\x08\x00" and p[23] == 6]
+
+
+def test_the_capture_is_a_pcap_with_the_lan_sides_sequence_numbers_and_windows(
+    flight_server: FlightServer, start_router: StartRouter, scripted_lan: ScriptedLan
+) -> None:
+    router = start_router(flight_server.port, path="landline")
+
+    def play() -> None:
+        _hub_connect(scripted_lan, router, 1, 1024)
+        _receive_flight(scripted_lan, 1, 1024, 5425)
+
+    data = _captured(router, play)
+    magic, major, minor, _, _, _, linktype = struct.unpack_from("<IHHiIII", data)
+    assert (magic, major, minor, linktype) == (0xA1B2C3D4, 2, 4, 1)
+    tcp = _tcp_of(data)
     syn_src, syn = tcp[0]
     assert syn_src == bytes([192, 168, 8, 50]) and syn[13] == 0x02  # the hub's SYN
     assert struct.unpack_from(">H", syn, 14)[0] == 1024  # its window: the FIFO size
@@ -221,6 +236,47 @@ def test_the_capture_is_a_pcap_with_the_lan_sides_sequence_numbers_and_windows(
         5120,
     ]
     assert b"".join(t[(t[12] >> 4) * 4 :] for t in from_cloud) == flight_server.flight
+
+
+@pytest.mark.parametrize("path", ["satellite", "landline"])
+def test_the_capture_holds_the_router_sides_ack_of_each_of_the_hubs_segments(
+    path: str, flight_server: FlightServer, start_router: StartRouter, scripted_lan: ScriptedLan
+) -> None:
+    """The PEP acknowledges what it took, the landline's cloud what reached it: the wire sees both."""
+    router = start_router(flight_server.port, path=path)
+    flight = [
+        b"\x16\x03\x03\x00\x40" + bytes(64),
+        b"\x14\x03\x03\x00\x01\x01",
+        b"\x16\x03\x03\x00\x28" + bytes(40),
+    ]
+    iss = 1000  # _hub_connect's for connection 1
+
+    def play() -> None:
+        _hub_connect(scripted_lan, router, 1, 4096)
+        _receive_flight(scripted_lan, 1, 4096, 5425)
+        seq = iss + 1
+        for payload in flight:
+            scripted_lan.send(lan.Frame(lan.DATA, 1, struct.pack(">I", seq) + payload))
+            seq += len(payload)
+        deadline = time.monotonic() + 10
+        while sum(n for _, n in flight_server.received) < seq - iss - 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    data = _captured(router, play)
+    assert sum(n for _, n in flight_server.received) == sum(map(len, flight))
+    tcp = _tcp_of(data)
+    pure_acks = [
+        struct.unpack_from(">I", t, 8)[0]
+        for src, t in tcp
+        if src == bytes([203, 0, 113, 10]) and t[13] == 0x10 and len(t) == (t[12] >> 4) * 4
+    ]
+    ends = [iss + 1 + sum(map(len, flight[: n + 1])) for n in range(len(flight))]
+    assert pure_acks == ends
+    view = read_capture_bytes(data, "lan.pcap")
+    assert view.main is not None
+    records = view.main.client_side.records
+    assert [r.content_type for r in records] == [22, 20, 22]
+    assert all(r.acked_time is not None and r.when is not None and r.acked_time >= r.when for r in records)
 
 
 def test_pep_sender_trims_a_truncated_segment_and_resends_only_the_rest() -> None:
