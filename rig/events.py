@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,7 @@ class EventLog:
         self.attach(None)
 
 
-class EventHandler(logging.Handler):
+class EventHandler(logging.Handler, ABC):
     """A logging handler that receives every bench event of the process (from any `EventLog`).
 
     Subclasses implement `on_event`; `start()` attaches the handler to the `rig.events` loggers (and
@@ -122,8 +123,9 @@ class EventHandler(logging.Handler):
             self._logger.setLevel(logging.INFO)
         self._logger.addHandler(self)
 
+    @abstractmethod
     def on_event(self, event: Event, in_attempt: bool) -> None:
-        raise NotImplementedError
+        """Take one event; `in_attempt`: an attempt's folder recorded it (its `events.jsonl`)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "rig_event", None)

@@ -59,6 +59,7 @@ from rig.hil.matrix import (
     Comparisons,
     order_cells,
     plan,
+    variant_weights,
 )
 from rig.hil.pool import open_pool, same_shape
 from rig.hil.progress import CellProgress
@@ -309,12 +310,19 @@ class PoolController:
 
         assert self.state.bench is not None
         paths = list(self.state.bench.model.paths)
+        weights = variant_weights(_planned(config, self.state.bench))
 
         class VariantScheduling(LoadScopeScheduling):  # type: ignore[misc]
-            """Whole variants to a worker: each image programmed once per bench, paths snaking."""
+            """Whole variants to a worker (each image programmed once per bench, paths snaking), the
+            heaviest variant left first: a worker running low takes it (longest processing time first)."""
 
             def _split_scope(self, nodeid: str) -> str:
                 return variant_of_test(nodeid, paths) or nodeid
+
+            def _assign_work_unit(self, node: Any) -> None:
+                heaviest = max(self.workqueue, key=lambda scope: weights.get(scope, 0.0))
+                self.workqueue.move_to_end(heaviest, last=False)
+                super()._assign_work_unit(node)
 
         return VariantScheduling(config, log)
 
@@ -354,6 +362,17 @@ def _names(config: pytest.Config, option: str, known: list[str], what: str) -> l
     return [n for n in known if n in wanted]
 
 
+def _planned(config: pytest.Config, bench: Loaded[BenchConfig]) -> list[CellSpec]:
+    """The run's cells: the chosen variants × the chosen paths of `bench` × --repeat."""
+    try:
+        variants: list[Loaded[VariantConfig]] = load_variants(_existing(config, "--firmware-dir"))
+    except ConfigError as exc:
+        raise pytest.UsageError("\n".join(exc.lines())) from None
+    chosen = set(_names(config, "--variants", [v.model.name for v in variants], "variant"))
+    paths = _names(config, "--paths", list(bench.model.paths), "path")
+    return plan([v for v in variants if v.model.name in chosen], paths, config.getoption("--repeat"))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" not in metafunc.fixturenames:
         return
@@ -361,13 +380,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = config.stash[STATE_KEY]
     if state.bench is None:
         raise pytest.UsageError(f"no bench file: give --bench FILE (the default {DEFAULT_BENCH} is missing)")
-    try:
-        variants: list[Loaded[VariantConfig]] = load_variants(_existing(config, "--firmware-dir"))
-    except ConfigError as exc:
-        raise pytest.UsageError("\n".join(exc.lines())) from None
-    chosen = set(_names(config, "--variants", [v.model.name for v in variants], "variant"))
-    paths = _names(config, "--paths", list(state.bench.model.paths), "path")
-    specs = plan([v for v in variants if v.model.name in chosen], paths, config.getoption("--repeat"))
+    specs = _planned(config, state.bench)
     metafunc.parametrize("cell", [pytest.param(s, id=s.id, marks=_marks(s)) for s in specs], indirect=True)
 
 

@@ -82,6 +82,21 @@ def plan(variants: Sequence[Loaded[VariantConfig]], paths: Sequence[str], repeat
     ]
 
 
+# A cell expected to fail costs a pool's scheduler about three that pass: it runs until the stall
+# detector or the failure, and a forensic rerun follows it.
+EXPECTED_FAILURE_WEIGHT = 3.0
+
+
+def variant_weights(specs: Iterable[CellSpec]) -> dict[str, float]:
+    """variant → how long its cells are expected to take, in units of one passing cell: what a pool
+    schedules by, longest first, so that no bench is left with a long variant at the end."""
+    weights: dict[str, float] = {}
+    for spec in specs:
+        cost = EXPECTED_FAILURE_WEIGHT if spec.expectation.outcome == "fail" else 1.0
+        weights[spec.name] = weights.get(spec.name, 0.0) + cost
+    return weights
+
+
 def order_cells(
     items: Iterable[T],
     spec_of: Callable[[T], CellSpec],

@@ -1,8 +1,8 @@
 """A pool of benches for one run: each bench brought up if it is provided, preflighted, kept or dropped.
 
-The pytest plugin's controller (pytest-xdist) runs this once before any worker starts: a bench whose
-provider does not come up or whose preflight fails drops out with one line saying why, and the run
-goes on with the others; each healthy bench is then leased by one worker for the worker's life. The
+The pytest plugin's controller (pytest-xdist) runs this once before any worker starts, for all benches
+at once: a bench whose provider does not come up or whose preflight fails drops out with one line
+saying why, and the run goes on with the others; each healthy bench is then leased by one worker for the worker's life. The
 check is a session of its own, as short as it can be: the lease taken, a bench a killed run left dirty
 put back on its baseline, the preflight, everything given back before the workers start.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +81,9 @@ def same_shape(benches: list[Loaded[BenchConfig]]) -> list[str]:
     return problems
 
 
-def _check(path: Path, say: Say) -> tuple[PoolMember | None, bool]:
-    """(the member, or None when it dropped out; whether this call brought its provider up)."""
+def _check(path: Path) -> tuple[PoolMember | None, bool, list[str]]:
+    """(the member, or None when it dropped out; whether this call brought its provider up; why it
+    dropped out)."""
     loaded = load_bench(path)
     started = False
     try:
@@ -89,8 +91,7 @@ def _check(path: Path, say: Say) -> tuple[PoolMember | None, bool]:
             started = ensure_provider_up(path)
             loaded = load_bench(path)  # the provider wrote the values the file references
     except (InfrastructureError, ConfigError) as exc:
-        say(f"rig: bench {path} drops out of the pool: {exc}")
-        return None, started
+        return None, started, [f"rig: bench {path} drops out of the pool: {exc}"]
     try:
         with Bench(loaded, purpose="pool preflight") as bench:  # a bench left dirty is repaired here
             failed = [c for c in bench.preflight() if not c.ok]
@@ -98,30 +99,26 @@ def _check(path: Path, say: Say) -> tuple[PoolMember | None, bool]:
         # The part that stopped the session is one; the look-only preflight names every failing part.
         failed = [c for c in Bench(loaded, purpose="pool preflight").preflight() if not c.ok]
         if not failed:
-            say(f"rig: bench {path} drops out of the pool: {exc}")
-            return None, started
+            return None, started, [f"rig: bench {path} drops out of the pool: {exc}"]
     if failed:
         details = "; ".join(f"{c.part}: {c.detail}" for c in failed)
-        say(f"rig: bench {path} drops out of the pool: preflight failed — {details}")
-        return None, started
-    return PoolMember(path, loaded, started), started
+        return None, started, [f"rig: bench {path} drops out of the pool: preflight failed — {details}"]
+    return PoolMember(path, loaded, started), started, []
 
 
 def open_pool(paths: list[Path], say: Say) -> Pool:
-    """Bring up and preflight every bench of `paths`, in order; a bench file that does not load raises."""
-    members: list[PoolMember] = []
-    dropped: list[str] = []
-    started: list[Path] = []
-
-    def drop(line: str) -> None:
-        dropped.append(line)
-        say(line)
-
-    for path in paths:
-        member, brought_up = _check(path, drop)
+    """Bring up and check every bench of `paths`, all at once (each waits on its own parts); what each
+    check found is said in the order of `paths`. A bench file that does not load raises."""
+    with ThreadPoolExecutor(max_workers=len(paths) or 1, thread_name_prefix="pool-check") as checks:
+        results = list(checks.map(_check, paths))
+    pool = Pool([], [], [])
+    for path, (member, brought_up, lines) in zip(paths, results, strict=True):
+        for line in lines:
+            say(line)
+        pool.dropped += lines
         if brought_up:
-            started.append(path)
+            pool.started.append(path)
         if member is not None:
             say(f"rig: bench {member.name} ({path}) is ready for the pool")
-            members.append(member)
-    return Pool(members, dropped, started)
+            pool.members.append(member)
+    return pool

@@ -355,10 +355,7 @@ def test_a_failing_cell_is_rerun_once_with_its_forensic_image_without_changing_i
     project: Project,
 ) -> None:
     project.variant("tcp-rx-1024", satellite="fail stall_want_read")
-    variant = project.root / "firmware_configs" / "tcp-rx-1024.yaml"
-    variant.write_text(
-        variant.read_text().replace("build:", "forensic: {hex: ../build/tcp-rx-1024-d4.hex}\nbuild:")
-    )
+    with_forensic_image(project, "tcp-rx-1024")
     project.scripts(
         """{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12)}"""
     )
@@ -457,10 +454,7 @@ def test_a_bench_problem_in_the_forensic_rerun_is_its_own_record_and_leaves_the_
     project: Project,
 ) -> None:
     project.variant("tcp-rx-1024", satellite="fail stall_want_read")
-    variant = project.root / "firmware_configs" / "tcp-rx-1024.yaml"
-    variant.write_text(
-        variant.read_text().replace("build:", "forensic: {hex: ../build/tcp-rx-1024-d4.hex}\nbuild:")
-    )
+    with_forensic_image(project, "tcp-rx-1024")
     project.scripts(
         """{"tcp-rx-1024": Script(COMPLETED), ("tcp-rx-1024", "satellite"): Script(STALLED_AT_12),
             ("tcp-rx-1024 (forensic)", "satellite"): Script(STALLED_AT_12, reset_faults=1)}"""
@@ -556,3 +550,19 @@ def test_without_a_terminal_each_cell_gets_one_plain_line_per_phase_ending_in_it
         "reset",
     ]
     assert satellite[-1].startswith("stalled at SERVER_CHANGE_CIPHER_SPEC ")
+
+
+def test_a_pool_schedules_variants_by_their_expected_cost_a_cell_expected_to_fail_weighing_more(
+    project: Project,
+) -> None:
+    from rig.config import load_variants
+    from rig.hil.matrix import EXPECTED_FAILURE_WEIGHT, plan, variant_weights
+
+    incident_variants(project)
+    variants = load_variants(project.root / "firmware_configs")
+    weights = variant_weights(plan(variants, ["landline", "satellite"], repeat=2))
+    assert weights == {
+        "mbedtls-in-4096": 4 * EXPECTED_FAILURE_WEIGHT,  # expected to fail on every path
+        "tcp-rx-1024": 2 + 2 * EXPECTED_FAILURE_WEIGHT,  # passes on landline, stalls on satellite
+        "tcp-rx-1460": 4.0,
+    }
