@@ -8,6 +8,7 @@ process's start to its exit, and compared with the one-bench run measured here, 
 Besides the wall times it prints what bounds a pool:
 - the longest variant: cells go to benches by whole variants (each image programmed once per bench),
   so no pool finishes before its longest variant's attempts, end to end;
+- the busiest bench: the sum of the attempts one bench ran; the wall time beyond it is the harness's;
 - the CPU: the machine's CPU seconds (all processes: sims, workers, pytest) per wall second, against
   the number of cores — the simulated parts mostly wait on their link delays, until they do not.
 
@@ -94,21 +95,27 @@ def main() -> int:
     one = rows[0][1]
     print()
     print(
-        f"{'benches':>7} {'attempts':>8} {'exit':>4} {'wall s':>8} {'speed-up':>8} {'CPU s/s':>8}  longest variant s"
+        f"{'benches':>7} {'attempts':>8} {'exit':>4} {'wall s':>8} {'speed-up':>8} {'CPU s/s':>8} "
+        f"{'busiest bench s':>15}  longest variant s"
     )
     for count, wall, busy, records, code in rows:
         per_variant: dict[str, float] = {}
+        per_bench: dict[str, float] = {}
         for record in records:
             per_variant[record.variant] = per_variant.get(record.variant, 0.0) + attempt_seconds(record)
+            per_bench[record.bench or "?"] = per_bench.get(record.bench or "?", 0.0) + attempt_seconds(record)
         longest = max(per_variant.items(), key=lambda item: item[1]) if per_variant else ("-", 0.0)
+        busiest = max(per_bench.values()) if per_bench else 0.0
         print(
-            f"{count:>7} {len(records):>8} {code:>4} {wall:>8.1f} {one / wall:>7.2f}× {busy / wall:>8.2f}"
-            f"  {longest[1]:.1f} ({longest[0]})"
+            f"{count:>7} {len(records):>8} {code:>4} {wall:>8.1f} {one / wall:>7.2f}× {busy / wall:>8.2f} "
+            f"{busiest:>15.1f}  {longest[1]:.1f} ({longest[0]})"
         )
     print()
     print(f"CPU s/s: busy CPU seconds of the whole machine per wall second ({cores} cores here).")
     print("longest variant: the sum of its attempts' program + path + settle + reset-to-verdict seconds;")
     print("cells go to benches by whole variants, so no pool's wall time can be below it.")
+    print("busiest bench: the same sum over the attempts of the bench that worked longest; the wall time")
+    print("beyond it is the run's own: start-up, the pool's checks, each attempt's evidence and reports.")
     return 0 if all(code in (0,) for *_, code in rows) else 1
 
 
