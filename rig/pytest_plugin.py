@@ -9,6 +9,9 @@ the bench session is `rig.hil.session`, files and tables are `rig.report`.
   `nightly`, and `release` for variants with `release: true`; a cell whose variant expects
   `fail <category>` on that path is a strict xfail that only an `HandshakeFailed` of that category satisfies.
 - Cells are reordered so each variant is programmed once and paths switch rarely (`rig.hil.matrix.order_cells`).
+- Several benches (`--bench` repeated, or a pool file) run with pytest-xdist, one worker per bench:
+  `PoolController` (the controller only) checks every bench before the workers start and gives each
+  worker its bench and the run's id; whole variants go to a worker, heaviest first (`VariantScheduling`).
 - `bench` (session): provider up if needed, lease, preflight — a failing preflight stops the run at once
   with one message (exit 3) — and restore at the end; the run's own events (those of no attempt) go to
   `<results>/<run-id>/events.jsonl`. `cell`: the attempt prepared (image, path, reset), its phases
