@@ -82,17 +82,24 @@ def plan(variants: Sequence[Loaded[VariantConfig]], paths: Sequence[str], repeat
     ]
 
 
-# A cell expected to fail costs a pool's scheduler about three that pass: it runs until the stall
-# detector or the failure, and a forensic rerun follows it.
-EXPECTED_FAILURE_WEIGHT = 3.0
+# What a cell is expected to cost a pool's scheduler, in cells that pass: one expected to wait (a stall,
+# a timeout) runs until the stall detector or the budget gives up, and its forensic rerun waits again; one
+# expected to fail otherwise fails fast, and its forensic rerun follows it.
+WAITING_CATEGORIES = ("stall_want_read", "timeout", "over_time_budget")
+EXPECTED_WAIT_WEIGHT = 6.0
+EXPECTED_FAILURE_WEIGHT = 2.0
 
 
 def variant_weights(specs: Iterable[CellSpec]) -> dict[str, float]:
-    """variant → how long its cells are expected to take, in units of one passing cell: what a pool
-    schedules by, longest first, so that no bench is left with a long variant at the end."""
+    """variant → how long its cells are expected to take, in cells that pass: what a pool schedules by,
+    heaviest first, so that no bench is left alone with a long variant at the end."""
     weights: dict[str, float] = {}
     for spec in specs:
-        cost = EXPECTED_FAILURE_WEIGHT if spec.expectation.outcome == "fail" else 1.0
+        expectation = spec.expectation
+        cost = 1.0
+        if expectation.outcome == "fail":
+            waits = expectation.category in WAITING_CATEGORIES
+            cost = EXPECTED_WAIT_WEIGHT if waits else EXPECTED_FAILURE_WEIGHT
         weights[spec.name] = weights.get(spec.name, 0.0) + cost
     return weights
 
