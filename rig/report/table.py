@@ -164,15 +164,24 @@ def programmed_per_bench(records: list[AttemptRecord]) -> list[str]:
     """One line per bench of a pool run: the variants it ran and how often it programmed each.
 
     Cells are scheduled by variant, so a bench programs each of its variants once; a variant
-    programmed again on the same bench (a retry after a bench problem, or `--dist load`) is named.
+    programmed again on the same bench (a retry after a bench problem, or `--dist load`) is named. A
+    forensic image is another image, counted apart, and so is putting the variant's own image back after
+    it (the variant's next cell on that bench).
     """
     by_bench: dict[str, dict[str, int]] = {}
     forensic: dict[str, int] = {}
-    for record in records:
+    restored: dict[str, int] = {}
+    last_forensic: dict[str, str] = {}  # bench → the variant whose forensic image it holds
+    for record in sorted(records, key=lambda r: r.started):
         bench = record.bench or "?"
         counts = by_bench.setdefault(bench, {})
-        if record.forensic:  # another image (the variant's debug-level-4 build), said apart
+        if record.forensic:
             forensic[bench] = forensic.get(bench, 0) + int(record.programmed)
+            last_forensic[bench] = record.variant
+            continue
+        if record.programmed and last_forensic.pop(bench, None) == record.variant:
+            restored[bench] = restored.get(bench, 0) + 1
+            counts.setdefault(record.variant, 0)
             continue
         counts[record.variant] = counts.get(record.variant, 0) + int(record.programmed)
     lines = []
@@ -181,7 +190,8 @@ def programmed_per_bench(records: list[AttemptRecord]) -> list[str]:
         line = f"bench {bench}: {len(counts)} variant(s), {sum(counts.values())} programmed"
         line += f" — programmed more than once: {', '.join(again)}" if again else ", each at most once"
         if forensic.get(bench):
-            line += f" (and {forensic[bench]} forensic image(s))"
+            line += f" (and {forensic[bench]} forensic image(s)"
+            line += f", {restored[bench]} put back after one)" if restored.get(bench) else ")"
         lines.append(line)
     return lines
 

@@ -216,11 +216,23 @@ def test_a_failed_record_raises_the_handshake_failure_of_its_category() -> None:
 
 def test_a_pool_run_shows_where_each_variant_ran_and_a_variant_programmed_twice_on_a_bench() -> None:
     records = [
-        record("tcp-rx-1024", "landline", bench="pool-0", programmed=True),
-        record("tcp-rx-1024", "satellite", "xfailed", verdict="stalled", bench="pool-0"),
-        record("tcp-rx-1460", "landline", bench="pool-1", programmed=True),
-        record("tcp-rx-1460", "satellite", bench="pool-1", programmed=True),
-        record("tcp-rx-1024", "satellite", "failed", bench="pool-0", programmed=True, forensic=True),
+        record("tcp-rx-1024", "landline", bench="pool-0", programmed=True, started=1.0),
+        record("tcp-rx-1024", "satellite", "xfailed", verdict="stalled", bench="pool-0", started=2.0),
+        record("tcp-rx-1460", "landline", bench="pool-1", programmed=True, started=1.0),
+        record("tcp-rx-1460", "satellite", bench="pool-1", programmed=True, started=2.0),
+        record(
+            "tcp-rx-1024", "satellite", "failed", bench="pool-0", programmed=True, forensic=True, started=3.0
+        ),
+        # tcp-rx-1024's own image back on pool-0 after its forensic image: not a second programming
+        record(
+            "tcp-rx-1024",
+            "satellite",
+            "xfailed",
+            verdict="stalled",
+            bench="pool-0",
+            programmed=True,
+            started=4.0,
+        ),
     ]
     text = render(matrix_table(records))
     header = next(line for line in text.splitlines() if "variant" in line)
@@ -230,7 +242,7 @@ def test_a_pool_run_shows_where_each_variant_ran_and_a_variant_programmed_twice_
     }
     assert rows == {"tcp-rx-1024": "pool-0", "tcp-rx-1460": "pool-1"}
     assert programmed_per_bench(records) == [
-        "bench pool-0: 1 variant(s), 1 programmed, each at most once (and 1 forensic image(s))",
+        "bench pool-0: 1 variant(s), 1 programmed, each at most once (and 1 forensic image(s), 1 put back after one)",
         "bench pool-1: 1 variant(s), 2 programmed — programmed more than once: tcp-rx-1460 ×2",
     ]
     # One bench: no bench column.
